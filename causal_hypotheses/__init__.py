@@ -1,0 +1,41 @@
+"""causal_hypotheses: circuit claims about transformers, checked as tests by causal interventions.
+
+Importing this package is cheap: torch and transformers load on first use of a name below.
+"""
+from __future__ import annotations
+
+from .errors import CausalHypothesesError, InputError, SelectorError, UnknownComponentError
+from .graph import ModelGraph, Path
+
+__all__ = [
+    "CausalHypothesesError",
+    "Engine",
+    "InputError",
+    "ModelGraph",
+    "Path",
+    "RunResult",
+    "SelectorError",
+    "UnknownComponentError",
+    "gpt2_tokenizer",
+    "random_gpt2",
+    "render",
+]
+
+_LAZY = {
+    "Engine": ("causal_hypotheses.engine.core", "Engine"),
+    "RunResult": ("causal_hypotheses.engine.core", "RunResult"),
+    "render": ("causal_hypotheses.engine.drawing", "render"),
+    "gpt2_tokenizer": ("causal_hypotheses.models", "gpt2_tokenizer"),
+    "random_gpt2": ("causal_hypotheses.models", "random_gpt2"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module, attribute = _LAZY[name]
+        value = getattr(importlib.import_module(module), attribute)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'causal_hypotheses' has no attribute {name!r}")

@@ -1,0 +1,145 @@
+"""A byte-budgeted store of captured activations, keyed by the tokens of each input row.
+
+Rows are the unit of reuse: any later run that needs a row already captured (under the
+same model) gathers it instead of running the model again.  Entries are evicted oldest
+first when the budget is exceeded, and every eviction is logged and counted.
+"""
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import torch
+
+logger = logging.getLogger("causal_hypotheses.cache")
+
+
+def _bytes_of(tree) -> int:
+    if isinstance(tree, torch.Tensor):
+        return tree.numel() * tree.element_size()
+    if isinstance(tree, dict):
+        return sum(_bytes_of(value) for value in tree.values())
+    if isinstance(tree, (list, tuple)):
+        return sum(_bytes_of(value) for value in tree)
+    return 0
+
+
+def _index(tree, rows: torch.Tensor):
+    """Select batch rows from every tensor of a nested dict/list of (U, ...) tensors."""
+    if isinstance(tree, torch.Tensor):
+        return tree.index_select(0, rows)
+    if isinstance(tree, dict):
+        return {key: _index(value, rows) for key, value in tree.items()}
+    return [_index(value, rows) for value in tree]
+
+
+def _concat(trees: list):
+    first = trees[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(trees, 0) if len(trees) > 1 else first
+    if isinstance(first, dict):
+        return {key: _concat([tree[key] for tree in trees]) for key in first}
+    return [_concat([tree[i] for tree in trees]) for i in range(len(first))]
+
+
+@dataclass
+class _Entry:
+    acts: dict
+    nbytes: int
+    row_keys: list
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0  # rows found already captured
+    misses: int = 0  # rows that needed a forward pass
+    evictions: int = 0  # entries dropped to stay within the budget
+    evicted_bytes: int = 0
+
+
+@dataclass
+class ActivationCache:
+    """Captured activations for token rows, at most ``budget_bytes`` in total."""
+
+    budget_bytes: int = 2 * 1024**3
+    stats: CacheStats = field(default_factory=CacheStats)
+
+    def __post_init__(self) -> None:
+        self._entries: OrderedDict[int, _Entry] = OrderedDict()
+        self._rows: dict[bytes, tuple[int, int]] = {}
+        self._next_id = 0
+
+    @property
+    def nbytes(self) -> int:
+        return sum(entry.nbytes for entry in self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._rows.clear()
+
+    def activations(self, tokens: torch.Tensor, capture) -> tuple[dict, int]:
+        """Activations for ``tokens`` (U, T) in row order, and the number of forward passes run.
+
+        ``capture(tokens)`` runs the model on rows that are not cached yet.
+        """
+        keys = [row.numpy().tobytes() for row in tokens.cpu()]
+        missing = [i for i, key in enumerate(keys) if key not in self._rows]
+        self.stats.hits += len(keys) - len(missing)
+        self.stats.misses += len(missing)
+        forwards = 0
+        fresh = None
+        if missing:
+            fresh = capture(tokens[missing])
+            forwards = 1
+            self._store(fresh, [keys[i] for i in missing])
+        # Assemble in the order asked: group consecutive rows that come from one place.
+        pieces, where_fresh = [], {i: j for j, i in enumerate(missing)}
+        run_source, run_rows = None, []
+        for i, key in enumerate(keys):
+            if i in where_fresh:
+                source, row = ("fresh", where_fresh[i])
+            else:
+                entry_id, row = self._rows[key]
+                self._entries.move_to_end(entry_id)
+                source = entry_id
+            if source != run_source and run_rows:
+                pieces.append((run_source, run_rows))
+                run_rows = []
+            run_source = source
+            run_rows.append(row)
+        pieces.append((run_source, run_rows))
+        selected = []
+        for source, rows in pieces:
+            tree = fresh if source == "fresh" else self._entries[source].acts
+            index = torch.tensor(rows, device=tokens.device)
+            selected.append(_index(tree, index))
+        return _concat(selected), forwards
+
+    def _store(self, acts: dict, row_keys: list) -> None:
+        nbytes = _bytes_of(acts)
+        if nbytes > self.budget_bytes:
+            logger.warning(
+                "activations of %d rows (%.1f MB) exceed the cache budget (%.1f MB); used once, not kept",
+                len(row_keys), nbytes / 2**20, self.budget_bytes / 2**20,
+            )
+            return
+        while self._entries and self.nbytes + nbytes > self.budget_bytes:
+            entry_id, entry = self._entries.popitem(last=False)
+            for key in entry.row_keys:
+                if self._rows.get(key, (None,))[0] == entry_id:
+                    del self._rows[key]
+            self.stats.evictions += 1
+            self.stats.evicted_bytes += entry.nbytes
+            logger.info(
+                "evicted activations of %d rows (%.1f MB) to stay within the %.1f MB cache budget",
+                len(entry.row_keys), entry.nbytes / 2**20, self.budget_bytes / 2**20,
+            )
+        entry_id = self._next_id
+        self._next_id += 1
+        self._entries[entry_id] = _Entry(acts, nbytes, row_keys)
+        for row, key in enumerate(row_keys):
+            self._rows[key] = (entry_id, row)

@@ -1,0 +1,294 @@
+"""The path-selecting forward pass: ``Engine.run(inputs, which, branch)``.
+
+A run has three steps: plan (walk the tree, asking ``branch`` where to split and
+``which`` what each unsplit part reads), capture (one ordinary forward over the distinct
+input rows the plan reads, reusing the engine's activation cache), and evaluate (each
+distinct node once, in order, freeing values as soon as nothing needs them).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ..errors import InputError, UnsupportedModelError
+from ..graph import ModelGraph
+from .cache import ActivationCache
+from .plan import Node, Planner, Selector
+
+Which = Callable[..., object]
+Branch = Callable[..., bool]
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """Work counters of one run; benchmarks and tests read them."""
+
+    forward_passes: int  # capturing forwards run (0 when every row was cached)
+    rows_computed: int  # distinct input rows run through the model
+    rows_from_cache: int  # distinct input rows served by the activation cache
+    node_evaluations: int  # distinct computed nodes (split components, sums, final)
+    gathers: int  # distinct reads of captured activations
+    memo_hits: int  # times a node or subtree was found already planned
+    paths_visited: int  # calls made to which() and branch()
+    seconds: float
+
+    @property
+    def cache_hits(self) -> int:
+        """Reused work: planned nodes found again plus input rows served from the cache."""
+        return self.memo_hits + self.rows_from_cache
+
+
+class RunResult:
+    """What ``Engine.run`` returns: outputs, counters and the plan for drawing."""
+
+    def __init__(self, logits, hidden_states, stats: RunStats, root: Node, planner: Planner, n_inputs: int):
+        self.logits = logits  # (B, T, V)
+        self.hidden_states = hidden_states  # (B, T, D), after the final norm
+        self.stats = stats
+        self.root = root
+        self._planner = planner
+        self.n_inputs = n_inputs
+
+    @property
+    def forward_passes(self) -> int:
+        return self.stats.forward_passes
+
+    @property
+    def node_evaluations(self) -> int:
+        return self.stats.node_evaluations
+
+    @property
+    def cache_hits(self) -> int:
+        return self.stats.cache_hits
+
+    def visualise(self):
+        """The treeified computation as a ``graphviz.Digraph``, nodes coloured by input read."""
+        from .drawing import plan_to_digraph
+
+        return plan_to_digraph(self.root, self._planner.selectors, self.n_inputs)
+
+    visualise_path = visualise  # the seed's name
+
+    def __repr__(self) -> str:
+        return f"RunResult(logits={tuple(self.logits.shape)}, {self.stats})"
+
+
+class Engine:
+    """A transformer whose forward pass can send different inputs down different paths.
+
+    ``which(path)`` says what a path reads: an input index, a LongTensor (B,) of input
+    indices (one per example), or (B, T) (one per example and position).
+    ``branch(path)`` says where to split: an unsplit prefix is one ordinary forward on
+    ``which(prefix)``.  Paths and names are described in :mod:`causal_hypotheses.graph`.
+    """
+
+    def __init__(self, model, *, cache_bytes: int = 2 * 1024**3, max_paths: int = 200_000) -> None:
+        self.model = model.eval()
+        self.adapter = _adapter_for(model)
+        self.graph: ModelGraph = self.adapter.graph
+        self.cache = ActivationCache(cache_bytes)
+        self.max_paths = max_paths
+
+    @classmethod
+    def from_hf(cls, model, **options) -> "Engine":
+        """Wrap a loaded ``transformers`` model (random or pretrained weights); puts it in eval mode."""
+        return cls(model, **options)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, *, dtype: torch.dtype = torch.float32, device: str = "cpu", **options) -> "Engine":
+        """Load a checkpoint by hub name (when cached locally) or directory, then wrap it."""
+        from transformers import AutoModelForCausalLM
+
+        try:
+            model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
+        except OSError as error:
+            raise InputError(
+                f"could not load {name_or_path!r}: {error}. Without network access a model loads only "
+                "from a local directory or the local Hugging Face cache; pass a directory that holds "
+                "config.json and the weights"
+            ) from error
+        return cls(model.to(device), **options)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def run(self, inputs: Sequence, which: Which, branch: Branch | None = None, *, key: Callable | None = None) -> RunResult:
+        """Run the path-selecting forward pass.
+
+        ``key(path)``, optional, returns a hashable summary of a path such that two paths
+        with equal keys (and equal last names) have identical ``which``/``branch`` answers
+        on every extension: their subtrees are planned once.  Without it, the planner
+        still merges identical computations, but walks every path.
+        """
+        started = time.perf_counter()
+        tokens = _as_token_batches(inputs, self.adapter)
+        B, T = tokens[0].shape
+        planner = Planner(self.graph, len(tokens), B, T, which, branch, key, self.max_paths)
+        root = planner.root()
+
+        flat = torch.cat(tokens).to(self.device)  # (N*B, T)
+        order = _reachable(root)
+        gathers = [node for node in order if node.op == "gather"]
+        rows_for, rows_tokens = _distinct_rows(flat, B, [planner.selectors[g.args[1]] for g in gathers])
+        misses_before, hits_before = self.cache.stats.misses, self.cache.stats.hits
+        acts, forwards = self.cache.activations(rows_tokens, self.adapter.capture)
+
+        with torch.no_grad():
+            hidden, logits = self._evaluate(order, acts, planner, rows_for)
+        stats = RunStats(
+            forward_passes=forwards,
+            rows_computed=self.cache.stats.misses - misses_before,
+            rows_from_cache=self.cache.stats.hits - hits_before,
+            node_evaluations=len(order) - len(gathers),
+            gathers=len(gathers),
+            memo_hits=planner.memo_hits,
+            paths_visited=planner.paths_visited,
+            seconds=time.perf_counter() - started,
+        )
+        return RunResult(logits, hidden, stats, root, planner, len(tokens))
+
+    def __call__(self, inputs: Sequence, which: Which, branch: Branch | None = None, **options):
+        """The seed's calling convention: ``res, cache = model(inputs, which, branch)``."""
+        return self.run(inputs, which, branch, **options), self.cache
+
+    def _evaluate(self, order: list[Node], acts: dict, planner: Planner, rows_for) -> tuple:
+        adapter = self.adapter
+        uses: dict[int, int] = {}
+        for node in order:
+            for child in node.children:
+                uses[child.id] = uses.get(child.id, 0) + 1
+        values: dict[int, object] = {}
+        for node in order:
+            args = [values[child.id] for child in node.children]
+            op = node.op
+            if op == "gather":
+                site, selector_key = node.args
+                rows, positions = rows_for[selector_key]
+                value = adapter.site(acts, site, rows, positions)
+            elif op == "sum":
+                value = args[0].clone() if node.args[0][0] == 1 else -args[0]
+                for sign, term in zip(node.args[0][1:], args[1:]):
+                    value.add_(term, alpha=sign)
+            elif op == "proj":
+                value = adapter.ln1_proj(*node.args, args[0])
+            elif op == "head":
+                value = adapter.head_from_qkv(*node.args, *args)
+            elif op == "core":
+                value = adapter.attn_core(node.args[0], args[0])
+            elif op == "head_core":
+                value = adapter.head_from_core(*node.args, args[0])
+            elif op == "layer_core":
+                value = adapter.layer_from_core(node.args[0], args[0])
+            elif op == "mlp":
+                value = adapter.mlp(node.args[0], args[0])
+            elif op == "final":
+                value = adapter.final(args[0])
+            else:  # pragma: no cover
+                raise AssertionError(f"unknown op {op}")
+            values[node.id] = value
+            for child in node.children:
+                uses[child.id] -= 1
+                if uses[child.id] == 0:
+                    del values[child.id]
+        return values[order[-1].id]
+
+
+def _adapter_for(model):
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type == "gpt2" and hasattr(model, "lm_head") and hasattr(model, "transformer"):
+        from .gpt2 import GPT2Adapter
+
+        return GPT2Adapter(model)
+    raise UnsupportedModelError(
+        f"cannot run a {type(model).__name__} (model_type={model_type!r}); supported: "
+        "transformers.GPT2LMHeadModel (model_type 'gpt2'). Load it with GPT2LMHeadModel"
+    )
+
+
+def _reachable(root: Node) -> list[Node]:
+    """Every node the root depends on, children before parents (ids are topological)."""
+    seen: dict[int, Node] = {}
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node.id not in seen:
+            seen[node.id] = node
+            stack.extend(node.children)
+    return [seen[i] for i in sorted(seen)]
+
+
+def _as_token_batches(inputs, adapter) -> list[torch.Tensor]:
+    """Validate ``inputs`` and return one LongTensor (B, T) per input."""
+    if isinstance(inputs, (torch.Tensor, Mapping, str)) or not isinstance(inputs, Sequence):
+        raise InputError(
+            f"inputs must be a list of inputs (LongTensors of shape (B, T) or tokenizer outputs), got "
+            f"{type(inputs).__name__}; wrap a single input in a list: [x]"
+        )
+    if len(inputs) == 0:
+        raise InputError("inputs is empty; pass at least one input, e.g. [clean, corrupt]")
+    batches = []
+    for i, item in enumerate(inputs):
+        ids = item
+        if isinstance(item, Mapping):
+            if "input_ids" not in item:
+                raise InputError(f"inputs[{i}] is a mapping without 'input_ids'; pass tokenizer(..., return_tensors='pt') outputs")
+            ids, mask = item["input_ids"], item.get("attention_mask")
+            if mask is not None and torch.is_tensor(mask) and not bool((mask == 1).all()):
+                raise InputError(
+                    f"inputs[{i}] has padding (attention_mask contains zeros); the engine runs unpadded "
+                    "batches only: choose prompts of equal token length"
+                )
+        if not torch.is_tensor(ids):
+            raise InputError(f"inputs[{i}] is a {type(ids).__name__}; expected a LongTensor of token ids (B, T)")
+        if ids.dtype.is_floating_point or ids.dtype == torch.bool:
+            raise InputError(f"inputs[{i}] has dtype {ids.dtype}; expected integer token ids (torch.long)")
+        if ids.dim() == 1:
+            ids = ids[None]
+        if ids.dim() != 2 or ids.shape[1] == 0 or ids.shape[0] == 0:
+            raise InputError(f"inputs[{i}] has shape {tuple(ids.shape)}; expected (B, T) with B, T > 0")
+        if ids.shape[1] > adapter.n_positions:
+            raise InputError(f"inputs[{i}] has {ids.shape[1]} positions; the model allows at most {adapter.n_positions}")
+        low, high = int(ids.min()), int(ids.max())
+        if low < 0 or high >= adapter.vocab_size:
+            raise InputError(f"inputs[{i}] holds token id {low if low < 0 else high}; valid ids are 0..{adapter.vocab_size - 1}")
+        if batches and ids.shape != batches[0].shape:
+            raise InputError(
+                f"inputs[{i}] has shape {tuple(ids.shape)} but inputs[0] has {tuple(batches[0].shape)}; all inputs "
+                "must share one shape (B, T): use prompts of equal token length and equal batch size"
+            )
+        batches.append(ids.long())
+    return batches
+
+
+def _distinct_rows(flat: torch.Tensor, batch: int, selectors: list[Selector]):
+    """The distinct token rows the plan reads, and each selector's rows into them.
+
+    Returns ``{selector.key: (rows, positions)}`` (positions None unless per-position) and
+    the (U, T) tokens of those rows.
+    """
+    arange = torch.arange(batch)
+    used: dict[tuple, torch.Tensor] = {}
+    for selector in selectors:
+        if selector.key in used:
+            continue
+        index = torch.as_tensor(selector.index)
+        if selector.kind == "position":
+            used[selector.key] = index * batch + arange[:, None]  # (B, T) flat row ids
+        else:
+            used[selector.key] = index * batch + arange  # (B,)
+    needed = torch.unique(torch.cat([rows.flatten() for rows in used.values()]))
+    distinct, inverse = torch.unique(flat[needed.to(flat.device)].cpu(), dim=0, return_inverse=True)
+    lookup = torch.full((flat.shape[0],), -1, dtype=torch.long)
+    lookup[needed] = inverse
+    device = flat.device
+    positions = torch.arange(flat.shape[1], device=device)
+    rows_for = {}
+    for key, flat_rows in used.items():
+        rows = lookup[flat_rows].to(device)
+        rows_for[key] = (rows, positions.expand_as(rows) if rows.dim() == 2 else None)
+    return rows_for, distinct.to(device)

@@ -1,0 +1,255 @@
+"""Planning: walk the treeified computation once, asking ``branch`` and ``which``.
+
+The walk turns the user's functions into a DAG of nodes, hash-consed on their canonical
+signature ``(op, args, children)``: two places in the tree that compute the same thing
+become one node, evaluated once.  Unsplit components become *gathers* from the captured
+activations of the input they read; residual streams are built as "captured residual
+plus the changes", so a mostly-unchanged stream costs a few additions.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Callable
+
+import torch
+
+from ..errors import PlanTooLargeError, SelectorError
+from ..graph import CHANNELS, ModelGraph, Path
+
+
+class Node:
+    """One distinct computation: ``op`` with hashable ``args`` over child nodes."""
+
+    __slots__ = ("op", "args", "children", "id")
+
+    def __init__(self, op: str, args: tuple, children: tuple, id: int) -> None:
+        self.op, self.args, self.children, self.id = op, args, children, id
+
+    def __repr__(self) -> str:
+        return f"Node({self.id}, {self.op}, {self.args}, {[c.id for c in self.children]})"
+
+
+class Selector:
+    """What ``which(path)`` chose, in canonical form.
+
+    ``kind`` is "input" (one input for every example), "example" ((B,) input per example)
+    or "position" ((B, T) input per example and position).
+    """
+
+    __slots__ = ("kind", "index", "key")
+
+    def __init__(self, kind: str, index, key) -> None:
+        self.kind, self.index, self.key = kind, index, key
+
+    def inputs(self) -> list[int]:
+        if self.kind == "input":
+            return [self.index]
+        return sorted(set(self.index.flatten().tolist()))
+
+
+class Planner:
+    """Builds the node DAG for one run from ``which``/``branch`` (and an optional ``key``)."""
+
+    def __init__(
+        self,
+        graph: ModelGraph,
+        n_inputs: int,
+        batch: int,
+        seq: int,
+        which: Callable,
+        branch: Callable | None,
+        key: Callable | None,
+        max_paths: int,
+    ) -> None:
+        self.graph = graph
+        self.n_inputs, self.batch, self.seq = n_inputs, batch, seq
+        self._which, self._branch, self._key = which, branch, key
+        self.max_paths = max_paths
+        self.nodes: dict[tuple, Node] = {}
+        self.selectors: dict[tuple, Selector] = {}
+        self._memo: dict[tuple, object] = {}
+        self.memo_hits = 0
+        self.paths_visited = 0
+
+    # ----------------------------------------------------------- user functions
+    def _visit(self, path: Path) -> None:
+        self.paths_visited += 1
+        if self.paths_visited > self.max_paths:
+            raise PlanTooLargeError(
+                f"the treeified computation passed {self.max_paths} paths (last: {tuple(path)}); "
+                "the tree is exponential in depth where branch() splits every layer. Pass "
+                "key=... to run() so that paths whose subtrees are identical share one plan "
+                "(see Engine.run), split fewer components, or raise max_paths"
+            )
+
+    def branch(self, path: Path) -> bool:
+        self._visit(path)
+        if self._branch is None:
+            return False
+        answer = self._branch(path)
+        if isinstance(answer, torch.Tensor) and answer.numel() == 1:
+            answer = bool(answer)
+        if not isinstance(answer, (bool, int)) and type(answer).__name__ != "bool_":
+            raise SelectorError(
+                f"branch({tuple(path)}) returned {answer!r} of type {type(answer).__name__}; "
+                "expected True (split the computation here) or False"
+            )
+        return bool(answer)
+
+    def select(self, path: Path) -> Selector:
+        self._visit(path)
+        value = self._which(path)
+        return self._normalise(value, path)
+
+    def _normalise(self, value, path: Path) -> Selector:
+        where = f"which({tuple(path)})"
+        valid = f"an input index 0..{self.n_inputs - 1}"
+        if isinstance(value, torch.Tensor) and value.dim() == 0:
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, (int, torch.Tensor)) and type(value).__name__ not in ("int64", "int32"):
+            raise SelectorError(
+                f"{where} returned {value!r} of type {type(value).__name__}; expected {valid}, "
+                f"a LongTensor of shape ({self.batch},) or ({self.batch}, {self.seq})"
+            )
+        if not isinstance(value, torch.Tensor):
+            value = int(value)
+            if not 0 <= value < self.n_inputs:
+                raise SelectorError(f"{where} returned {value}, out of range: there are {self.n_inputs} inputs, so expected {valid}")
+            return self._intern("input", value)
+        if value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:
+            raise SelectorError(f"{where} returned a tensor of dtype {value.dtype}; expected integer input indices ({valid})")
+        if tuple(value.shape) not in ((self.batch,), (self.batch, self.seq)):
+            raise SelectorError(
+                f"{where} returned a tensor of shape {tuple(value.shape)}; expected ({self.batch},) for one input "
+                f"per example or ({self.batch}, {self.seq}) for one per example and position"
+            )
+        value = value.detach().to("cpu", torch.long)
+        low, high = int(value.min()), int(value.max())
+        if low < 0 or high >= self.n_inputs:
+            bad = low if low < 0 else high
+            raise SelectorError(f"{where} returned a tensor containing {bad}, out of range: expected {valid}")
+        if low == high:
+            return self._intern("input", low)
+        if value.dim() == 2 and bool((value == value[:, :1]).all()):
+            value = value[:, 0].contiguous()
+        kind = "example" if value.dim() == 1 else "position"
+        return self._intern(kind, value.contiguous())
+
+    def _intern(self, kind: str, index) -> Selector:
+        key = (kind, index if kind == "input" else index.numpy().tobytes())
+        found = self.selectors.get(key)
+        if found is None:
+            found = self.selectors[key] = Selector(kind, index, key)
+        return found
+
+    # ----------------------------------------------------------- DAG building
+    def node(self, op: str, args: tuple, children: tuple = ()) -> Node:
+        signature = (op, args, tuple(child.id for child in children))
+        found = self.nodes.get(signature)
+        if found is not None:
+            self.memo_hits += 1
+            return found
+        found = self.nodes[signature] = Node(op, args, children, len(self.nodes))
+        return found
+
+    def gather(self, site: tuple, selector: Selector) -> Node:
+        return self.node("gather", (site, selector.key))
+
+    def _memoised(self, path: Path, build: Callable[[], object]):
+        if self._key is None:
+            return build()
+        memo_key = (path[-1], self._key(path))
+        if memo_key in self._memo:
+            self.memo_hits += 1
+            return self._memo[memo_key]
+        result = self._memo[memo_key] = build()
+        return result
+
+    def root(self) -> Node:
+        resid = self.residual(Path((), self.graph), "final", self.graph.n_layers)
+        return self.node("final", (), (resid,))
+
+    def _writers(self, where: str, layer: int) -> list[tuple[str, str, int]]:
+        names = [("embed", "embed", -1)]
+        for l in range(layer):
+            names += [(f"a{l}", "attn", l), (f"m{l}", "mlp", l)]
+        if where == "mlp_in":
+            names.append((f"a{layer}", "attn", layer))
+        return names
+
+    def residual(self, path: Path, where: str, layer: int) -> Node:
+        """The residual stream read at ``path`` (an attention/MLP input or the final one)."""
+        parts: list[tuple[tuple, tuple]] = []
+        for name, kind, l in self._writers(where, layer):
+            parts += self.writer(path + (name,), kind, l)
+        gathered = Counter(item[1] for _, item in parts if item[0] == "g")
+        base = next(iter(gathered.most_common(1)))[0]  # embed is always gathered
+        site = ("resid", where, layer if where != "final" else -1)
+        signs, terms = [1], [self.gather(site, base)]
+        for part_site, item in parts:
+            if item == ("g", base):
+                continue
+            signs += [1, -1]
+            terms += [self.gather(part_site, item[1]) if item[0] == "g" else item[1], self.gather(part_site, base)]
+        if len(terms) == 1:
+            return terms[0]
+        return self.node("sum", (tuple(signs),), tuple(terms))
+
+    def writer(self, path: Path, kind: str, layer: int) -> list[tuple[tuple, tuple]]:
+        """What one layer-level writer adds: [(site, ("g", selector) or ("n", node)), ...]."""
+
+        def build():
+            if kind == "embed":
+                return [(("embed",), ("g", self.select(path)))]
+            site = ("attn_out", layer) if kind == "attn" else ("mlp_out", layer)
+            if not self.branch(path):
+                return [(site, ("g", self.select(path)))]
+            if kind == "mlp":
+                resid = self.residual(path, "mlp_in", layer)
+                return [(site, ("n", self.node("mlp", (layer,), (resid,))))]
+            return self.attention(path[:-1], layer)
+
+        return self._memoised(path, build)
+
+    def attention(self, path: Path, layer: int) -> list[tuple[tuple, tuple]]:
+        parts = [self.head(path + (f"a{layer}.h{h}",), layer, h) for h in range(self.graph.n_heads)]
+        if all(part == parts[0] for part in parts) and parts[0][0] == "g":
+            return [(("attn_out", layer), parts[0])]
+        cores = {part[1].children[0].id for part in parts if part[0] == "n" and part[1].op == "head_core"}
+        if len(cores) == 1 and all(part[0] == "n" and part[1].op == "head_core" for part in parts):
+            core = parts[0][1].children[0]
+            return [(("attn_out", layer), ("n", self.node("layer_core", (layer,), (core,))))]
+        return [(("head_out", layer, h), part) for h, part in enumerate(parts)]
+
+    def head(self, path: Path, layer: int, head: int) -> tuple:
+        def build():
+            if not self.branch(path):
+                return ("g", self.select(path))
+            sources = []
+            for c, channel in enumerate(CHANNELS):
+                channel_path = path[:-1] + (f"a{layer}.h{head}.{channel}",)
+                sources.append(self.channel(channel_path, layer))
+            if all(source == sources[0] for source in sources):
+                # A head whose three inputs read one input is that input's head output,
+                # unless the choice varies by position: attention mixes positions.
+                if sources[0][0] == "g" and sources[0][1].kind != "position":
+                    return sources[0]
+                if sources[0][0] == "r":
+                    core = self.node("core", (layer,), (sources[0][1],))
+                    return ("n", self.node("head_core", (layer, head), (core,)))
+            children = tuple(
+                self.gather(("qkv", layer, head, c), source[1]) if source[0] == "g"
+                else self.node("proj", (layer, head, c), (source[1],))
+                for c, source in enumerate(sources)
+            )
+            return ("n", self.node("head", (layer, head), children))
+
+        return self._memoised(path, build)
+
+    def channel(self, path: Path, layer: int) -> tuple:
+        def build():
+            if not self.branch(path):
+                return ("g", self.select(path))
+            return ("r", self.residual(path, "attn_in", layer))
+
+        return self._memoised(path, build)

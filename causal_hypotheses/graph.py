@@ -1,0 +1,149 @@
+"""Component and path names of a transformer's residual-stream graph (no torch here).
+
+Grammar of a component name (layers and heads count from 0)::
+
+    embed            token + position embedding (a leaf: it reads the tokens)
+    a{L}             attention layer L: all its heads, all their inputs
+    a{L}.h{H}        head H of attention layer L
+    a{L}.h{H}.q      head H's query input (likewise .k and .v)
+    m{L}             MLP of layer L
+
+A *path* is a tuple of such names read from the output back toward the input:
+``("a9.h9.q", "a5.h1")`` is the signal from head 5.1 entering head 9.9 by its query
+and going from there to the output.  The engine names an element as coarsely as the
+computation allows: ``a5`` when the whole layer reads one input, ``a5.h1`` when one head
+does, ``a5.h1.q`` when its three inputs differ.  ``name in path`` therefore matches
+hierarchically: ``"a1" in path`` is true when the path passes anywhere through attention
+layer 1 (as ``a1``, ``a1.h3`` or ``a1.h3.k``).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable
+
+from .errors import UnknownComponentError
+
+_NAME = re.compile(r"^(?:(embed)|a(\d+)(?:\.h(\d+)(?:\.([qkv]))?)?|m(\d+))$")
+CHANNELS = ("q", "k", "v")
+
+
+@dataclass(frozen=True)
+class Component:
+    """A parsed component name; ``head`` and ``channel`` are None when not given."""
+
+    kind: str  # "embed", "attn" or "mlp"
+    layer: int | None = None
+    head: int | None = None
+    channel: str | None = None
+
+    @property
+    def name(self) -> str:
+        if self.kind == "embed":
+            return "embed"
+        if self.kind == "mlp":
+            return f"m{self.layer}"
+        name = f"a{self.layer}"
+        if self.head is not None:
+            name += f".h{self.head}"
+        if self.channel is not None:
+            name += f".{self.channel}"
+        return name
+
+
+@dataclass(frozen=True)
+class ModelGraph:
+    """The names that exist in a model with ``n_layers`` layers of ``n_heads`` heads."""
+
+    n_layers: int
+    n_heads: int
+    architecture: str = "gpt2"
+
+    def describe(self) -> str:
+        last_layer, last_head = self.n_layers - 1, self.n_heads - 1
+        return (
+            f"this {self.n_layers}-layer, {self.n_heads}-head {self.architecture} model has "
+            f"embed, attention layers a0..a{last_layer}, heads a{{L}}.h0..a{{L}}.h{last_head} "
+            f"(inputs a{{L}}.h{{H}}.q/.k/.v) and MLPs m0..m{last_layer}"
+        )
+
+    def parse(self, name: str) -> Component:
+        """Parse ``name``; raise UnknownComponentError naming the valid ones if it is bad."""
+        match = _NAME.match(name) if isinstance(name, str) else None
+        if match is None:
+            raise UnknownComponentError(
+                f"{name!r} is not a component name; expected one of 'embed', 'a{{L}}', "
+                f"'a{{L}}.h{{H}}', 'a{{L}}.h{{H}}.q' (or .k/.v), 'm{{L}}' ({self.describe()})"
+            )
+        embed, a_layer, head, channel, m_layer = match.groups()
+        if embed:
+            return Component("embed")
+        layer = int(a_layer if a_layer is not None else m_layer)
+        if layer >= self.n_layers:
+            raise UnknownComponentError(
+                f"{name!r} names layer {layer}, but {self.describe()}; "
+                f"use a layer between 0 and {self.n_layers - 1}"
+            )
+        if m_layer is not None:
+            return Component("mlp", layer)
+        if head is not None and int(head) >= self.n_heads:
+            raise UnknownComponentError(
+                f"{name!r} names head {head}, but {self.describe()}; "
+                f"use a head between 0 and {self.n_heads - 1}"
+            )
+        return Component("attn", layer, None if head is None else int(head), channel)
+
+    def check(self, names: Iterable[str]) -> list[Component]:
+        """Parse every name (raising on the first bad one)."""
+        return [self.parse(name) for name in names]
+
+    def writers(self) -> list[str]:
+        """Layer-level components that write to the final residual stream, in order."""
+        names = ["embed"]
+        for layer in range(self.n_layers):
+            names += [f"a{layer}", f"m{layer}"]
+        return names
+
+    def heads(self) -> list[str]:
+        return [f"a{l}.h{h}" for l in range(self.n_layers) for h in range(self.n_heads)]
+
+
+def within(name: str, element: str) -> bool:
+    """True when path element ``element`` is ``name`` or lies inside it (``a1`` ⊇ ``a1.h0.q``)."""
+    return element == name or element.startswith(name + ".")
+
+
+class Path(tuple):
+    """A path from the output toward the input: a tuple of component names.
+
+    ``name in path`` matches hierarchically (see the module docstring) and rejects names
+    that do not exist in the model, so a typo such as ``"a12"`` in a 12-layer model
+    raises instead of silently never matching.
+    """
+
+    graph: ModelGraph | None
+
+    def __new__(cls, elements: Iterable[str] = (), graph: ModelGraph | None = None) -> "Path":
+        path = super().__new__(cls, elements)
+        path.graph = graph
+        return path
+
+    def __add__(self, other: tuple) -> "Path":  # type: ignore[override]
+        return Path(tuple.__add__(self, tuple(other)), self.graph)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        item = tuple.__getitem__(self, index)
+        return Path(item, self.graph) if isinstance(index, slice) else item
+
+    def __contains__(self, name: object) -> bool:  # type: ignore[override]
+        if not isinstance(name, str):
+            return tuple.__contains__(self, name)
+        if self.graph is not None:
+            self.graph.parse(name)
+        return any(within(name, element) for element in self)
+
+    def __repr__(self) -> str:
+        return f"Path{tuple.__repr__(self)}"
+
+    def __reduce__(self):
+        return (Path, (tuple(self), self.graph))
