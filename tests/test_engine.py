@@ -273,7 +273,7 @@ def test_node_evaluations_equal_distinct_signatures(tiny_model, tiny_tokens):
 
     result = engine.run([clean, corrupt], which, branch)
     assert result.node_evaluations == 5
-    assert result.stats.gathers == 5  # resid into a1, a0 on each input, final resid, a1 on clean
+    assert result.stats.gathers == 4  # resid into a1, a0 corrupt-minus-clean, final resid, a1 on clean
     assert result.stats.memo_hits > 0
 
     # Reference: a1 runs on the patched stream; only its direct effect reaches the output.

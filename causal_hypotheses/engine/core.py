@@ -117,24 +117,42 @@ class Engine:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def run(self, inputs: Sequence, which: Which, branch: Branch | None = None, *, key: Callable | None = None) -> RunResult:
+    def run(
+        self,
+        inputs: Sequence,
+        which: Which,
+        branch: Branch | None = None,
+        *,
+        key: Callable | None = None,
+        logit_positions: int | Sequence[int] | None = None,
+    ) -> RunResult:
         """Run the path-selecting forward pass.
 
         ``key(path)``, optional, returns a hashable summary of a path such that two paths
         with equal keys (and equal last names) have identical ``which``/``branch`` answers
-        on every extension: their subtrees are planned once.  Without it, the planner
-        still merges identical computations, but walks every path.
+        on themselves and every extension: their subtrees are planned once.  Without it,
+        the planner still merges identical computations, but walks every path.
+
+        ``logit_positions`` (an index or list of indices into T) unembeds only those
+        positions: ``logits`` is then (B, P, V), which saves time and memory when a
+        metric reads one position of a large batch.
         """
         started = time.perf_counter()
+        if not callable(which) or (branch is not None and not callable(branch)) or (key is not None and not callable(key)):
+            bad = "which" if not callable(which) else "branch" if not callable(branch) else "key"
+            raise InputError(f"{bad} must be a function of a path, got {type(locals()[bad]).__name__}")
         tokens = _as_token_batches(inputs, self.adapter)
         B, T = tokens[0].shape
+        positions = _logit_positions(logit_positions, T)
         planner = Planner(self.graph, len(tokens), B, T, which, branch, key, self.max_paths)
-        root = planner.root()
+        root = planner.root(positions)
 
         flat = torch.cat(tokens).to(self.device)  # (N*B, T)
         order = _reachable(root)
-        gathers = [node for node in order if node.op == "gather"]
-        rows_for, rows_tokens = _distinct_rows(flat, B, [planner.selectors[g.args[1]] for g in gathers])
+        gathers = [node for node in order if node.op in ("gather", "delta")]
+        used = [planner.selectors[k] for g in gathers for k in (g.args[1:] if g.op == "delta" else g.args[1:2])]
+        used += [planner.selectors[node.args[1]] for node in order if node.op == "mdelta"]
+        rows_for, rows_tokens = _distinct_rows(flat, B, used)
         misses_before, hits_before = self.cache.stats.misses, self.cache.stats.hits
         acts, forwards = self.cache.activations(rows_tokens, self.adapter.capture)
 
@@ -170,10 +188,24 @@ class Engine:
                 site, selector_key = node.args
                 rows, positions = rows_for[selector_key]
                 value = adapter.site(acts, site, rows, positions)
+            elif op == "delta":
+                value = _delta(adapter, acts, node.args[0], rows_for[node.args[1]], rows_for[node.args[2]])
+            elif op == "mdelta":
+                site, base_key, mask_key = node.args
+                rows = planner.masks[mask_key].rows.nonzero().flatten().to(args[0].device)
+                base_rows, base_positions = rows_for[base_key]
+                picked = base_rows[rows], None if base_positions is None else base_positions[rows]
+                value = (rows, args[0][rows] - adapter.site(acts, site, *picked))
+            elif op == "mix":
+                mask = planner.masks[node.args[0]].rows.to(args[0].device)
+                value = torch.where(mask.view(-1, *([1] * (args[0].dim() - 1))), args[0], args[1])
             elif op == "sum":
-                value = args[0].clone() if node.args[0][0] == 1 else -args[0]
+                value = args[0].clone()
                 for sign, term in zip(node.args[0][1:], args[1:]):
-                    value.add_(term, alpha=sign)
+                    if isinstance(term, tuple):
+                        value.index_add_(0, term[0], term[1])
+                    else:
+                        value.add_(term, alpha=sign)
             elif op == "proj":
                 value = adapter.ln1_proj(*node.args, args[0])
             elif op == "head":
@@ -187,7 +219,7 @@ class Engine:
             elif op == "mlp":
                 value = adapter.mlp(node.args[0], args[0])
             elif op == "final":
-                value = adapter.final(args[0])
+                value = adapter.final(args[0], node.args[0])
             else:  # pragma: no cover
                 raise AssertionError(f"unknown op {op}")
             values[node.id] = value
@@ -208,6 +240,30 @@ def _adapter_for(model):
         f"cannot run a {type(model).__name__} (model_type={model_type!r}); supported: "
         "transformers.GPT2LMHeadModel (model_type 'gpt2'). Load it with GPT2LMHeadModel"
     )
+
+
+def _delta(adapter, acts, site, chosen, base):
+    """(changed rows, site on the chosen input minus on the base) for rows that differ."""
+    rows, positions = chosen
+    base_rows, base_positions = base
+    differs = rows != base_rows
+    if differs.dim() == 2:
+        differs = differs.any(1)
+    index = differs.nonzero().flatten()
+
+    def pick(selected, selected_positions):
+        return selected[index], None if selected_positions is None else selected_positions[index]
+
+    return index, adapter.site(acts, site, *pick(rows, positions)) - adapter.site(acts, site, *pick(base_rows, base_positions))
+
+
+def _logit_positions(value, seq: int) -> tuple | None:
+    if value is None:
+        return None
+    positions = (value,) if isinstance(value, int) else tuple(value)
+    if not positions or any(not isinstance(p, int) or not -seq <= p < seq for p in positions):
+        raise InputError(f"logit_positions={value!r}: expected an index or a list of indices in -{seq}..{seq - 1}")
+    return tuple(p % seq for p in positions)
 
 
 def _reachable(root: Node) -> list[Node]:

@@ -44,6 +44,10 @@ def _node_label(node) -> str:
         return "output (ln_f, unembed)"
     if op == "sum":
         return "residual sum"
+    if op == "mix":
+        return "split examples: computed | read"
+    if op == "mdelta":
+        return f"{site_name(args[0])} change, split examples"
     if op == "mlp":
         return f"m{args[0]}"
     if op in ("core", "layer_core"):
@@ -70,6 +74,10 @@ def plan_to_digraph(root, selectors: dict, n_inputs: int):
             site, key = node.args
             text, colour = _selector_label(selectors[key])
             dot.node(str(node.id), f"{site_name(site)}\n{text}", fillcolor=colour, shape="box")
+        elif node.op == "delta":
+            site, key, base = node.args
+            text, colour = _selector_label(selectors[key])
+            dot.node(str(node.id), f"{site_name(site)}\n{text} minus {_selector_label(selectors[base])[0]}", fillcolor=colour, shape="box")
         else:
             dot.node(str(node.id), _node_label(node), fillcolor="white", shape="ellipse")
         signs = node.args[0] if node.op == "sum" else None

@@ -139,10 +139,11 @@ class GPT2Adapter:
         block = self.blocks[layer]
         return block.mlp(block.ln_2(resid))
 
-    def final(self, resid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Final norm and unembedding: (hidden_states, logits)."""
+    def final(self, resid: torch.Tensor, positions: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final norm and unembedding: (hidden_states, logits), logits only at ``positions`` if given."""
         hidden = self.transformer.ln_f(resid)
-        return hidden, self.model.lm_head(hidden)
+        read = hidden if positions is None else hidden[:, list(positions)]
+        return hidden, self.model.lm_head(read)
 
 
 def _take(source: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:

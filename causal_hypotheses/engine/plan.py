@@ -47,6 +47,15 @@ class Selector:
         return sorted(set(self.index.flatten().tolist()))
 
 
+class Mask:
+    """Examples (B,) for which ``branch`` split the computation; the rest were gathered."""
+
+    __slots__ = ("rows", "key")
+
+    def __init__(self, rows: torch.Tensor, key) -> None:
+        self.rows, self.key = rows, key
+
+
 class Planner:
     """Builds the node DAG for one run from ``which``/``branch`` (and an optional ``key``)."""
 
@@ -67,6 +76,7 @@ class Planner:
         self.max_paths = max_paths
         self.nodes: dict[tuple, Node] = {}
         self.selectors: dict[tuple, Selector] = {}
+        self.masks: dict[tuple, Mask] = {}
         self._memo: dict[tuple, object] = {}
         self.memo_hits = 0
         self.paths_visited = 0
@@ -82,19 +92,36 @@ class Planner:
                 "(see Engine.run), split fewer components, or raise max_paths"
             )
 
-    def branch(self, path: Path) -> bool:
+    def branch(self, path: Path):
+        """True, False, or a Mask: split for the examples where the mask is true."""
         self._visit(path)
         if self._branch is None:
             return False
         answer = self._branch(path)
+        if isinstance(answer, torch.Tensor) and answer.dim() == 1 and answer.numel() == self.batch and answer.numel() != 1:
+            if answer.dtype != torch.bool:
+                raise SelectorError(f"branch({tuple(path)}) returned a tensor of dtype {answer.dtype}; a per-example answer must be a bool tensor ({self.batch},)")
+            if bool(answer.all()):
+                return True
+            if not bool(answer.any()):
+                return False
+            return self._intern_mask(answer.detach().cpu())
         if isinstance(answer, torch.Tensor) and answer.numel() == 1:
             answer = bool(answer)
         if not isinstance(answer, (bool, int)) and type(answer).__name__ != "bool_":
+            shown = f"a tensor of shape {tuple(answer.shape)}" if isinstance(answer, torch.Tensor) else f"{answer!r} ({type(answer).__name__})"
             raise SelectorError(
-                f"branch({tuple(path)}) returned {answer!r} of type {type(answer).__name__}; "
-                "expected True (split the computation here) or False"
+                f"branch({tuple(path)}) returned {shown}; expected True (split the "
+                f"computation here), False, or a bool tensor ({self.batch},) to split some examples only"
             )
         return bool(answer)
+
+    def _intern_mask(self, mask: torch.Tensor) -> "Mask":
+        key = ("mask", mask.numpy().tobytes())
+        found = self.masks.get(key)
+        if found is None:
+            found = self.masks[key] = Mask(mask, key)
+        return found
 
     def select(self, path: Path) -> Selector:
         self._visit(path)
@@ -135,6 +162,21 @@ class Planner:
         kind = "example" if value.dim() == 1 else "position"
         return self._intern(kind, value.contiguous())
 
+    def _tensor(self, selector: Selector, per_position: bool) -> torch.Tensor:
+        if selector.kind == "input":
+            shape = (self.batch, self.seq) if per_position else (self.batch,)
+            return torch.full(shape, selector.index, dtype=torch.long)
+        if selector.kind == "example" and per_position:
+            return selector.index[:, None].expand(self.batch, self.seq)
+        return selector.index
+
+    def restrict(self, selector: Selector, mask: Mask, base: Selector) -> Selector:
+        """``selector`` on the examples in ``mask``, ``base`` elsewhere."""
+        per_position = "position" in (selector.kind, base.kind)
+        chosen = self._tensor(selector, per_position)
+        rows = mask.rows[:, None] if per_position else mask.rows
+        return self._normalise(torch.where(rows, chosen, self._tensor(base, per_position)).contiguous(), ())
+
     def _intern(self, kind: str, index) -> Selector:
         key = (kind, index if kind == "input" else index.numpy().tobytes())
         found = self.selectors.get(key)
@@ -165,9 +207,9 @@ class Planner:
         result = self._memo[memo_key] = build()
         return result
 
-    def root(self) -> Node:
+    def root(self, logit_positions: tuple | None = None) -> Node:
         resid = self.residual(Path((), self.graph), "final", self.graph.n_layers)
-        return self.node("final", (), (resid,))
+        return self.node("final", (logit_positions,), (resid,))
 
     def _writers(self, where: str, layer: int) -> list[tuple[str, str, int]]:
         names = [("embed", "embed", -1)]
@@ -187,10 +229,22 @@ class Planner:
         site = ("resid", where, layer if where != "final" else -1)
         signs, terms = [1], [self.gather(site, base)]
         for part_site, item in parts:
+            mask = None
+            if item[0] == "m":  # a part that counts for some examples only
+                _, mask, item = item
+                if item[0] == "g":
+                    item = ("g", self.restrict(item[1], mask, base))
             if item == ("g", base):
                 continue
-            signs += [1, -1]
-            terms += [self.gather(part_site, item[1]) if item[0] == "g" else item[1], self.gather(part_site, base)]
+            if item[0] == "g":  # only rows whose choice differs from the base change
+                signs.append(1)
+                terms.append(self.node("delta", (part_site, item[1].key, base.key)))
+            elif mask is not None:
+                signs.append(1)
+                terms.append(self.node("mdelta", (part_site, base.key, mask.key), (item[1],)))
+            else:
+                signs += [1, -1]
+                terms += [item[1], self.gather(part_site, base)]
         if len(terms) == 1:
             return terms[0]
         return self.node("sum", (tuple(signs),), tuple(terms))
@@ -202,12 +256,18 @@ class Planner:
             if kind == "embed":
                 return [(("embed",), ("g", self.select(path)))]
             site = ("attn_out", layer) if kind == "attn" else ("mlp_out", layer)
-            if not self.branch(path):
+            split = self.branch(path)
+            if split is False:
                 return [(site, ("g", self.select(path)))]
             if kind == "mlp":
                 resid = self.residual(path, "mlp_in", layer)
-                return [(site, ("n", self.node("mlp", (layer,), (resid,))))]
-            return self.attention(path[:-1], layer)
+                parts = [(site, ("n", self.node("mlp", (layer,), (resid,))))]
+            else:
+                parts = self.attention(path[:-1], layer)
+            if split is True:
+                return parts
+            rest = self._intern_mask(~split.rows)
+            return [(s, ("m", split, item)) for s, item in parts] + [(site, ("m", rest, ("g", self.select(path))))]
 
         return self._memoised(path, build)
 
@@ -223,8 +283,18 @@ class Planner:
 
     def head(self, path: Path, layer: int, head: int) -> tuple:
         def build():
-            if not self.branch(path):
+            split = self.branch(path)
+            if split is False:
                 return ("g", self.select(path))
+            computed = split_head()
+            if split is True:
+                return computed
+            site = ("head_out", layer, head)
+            own = self.gather(site, computed[1]) if computed[0] == "g" else computed[1]
+            other = self.gather(site, self.select(path))
+            return ("n", self.node("mix", (split.key,), (own, other)))
+
+        def split_head():
             sources = []
             for c, channel in enumerate(CHANNELS):
                 channel_path = path[:-1] + (f"a{layer}.h{head}.{channel}",)
@@ -237,19 +307,32 @@ class Planner:
                 if sources[0][0] == "r":
                     core = self.node("core", (layer,), (sources[0][1],))
                     return ("n", self.node("head_core", (layer, head), (core,)))
-            children = tuple(
-                self.gather(("qkv", layer, head, c), source[1]) if source[0] == "g"
-                else self.node("proj", (layer, head, c), (source[1],))
-                for c, source in enumerate(sources)
-            )
+            children = tuple(self._channel_node(layer, head, c, source) for c, source in enumerate(sources))
             return ("n", self.node("head", (layer, head), children))
 
         return self._memoised(path, build)
 
+    def _channel_node(self, layer: int, head: int, c: int, source: tuple) -> Node:
+        if source[0] == "g":
+            return self.gather(("qkv", layer, head, c), source[1])
+        if source[0] == "r":
+            return self.node("proj", (layer, head, c), (source[1],))
+        return source[1]  # ("x", node): already the channel's vector
+
     def channel(self, path: Path, layer: int) -> tuple:
+        """("g", selector), ("r", residual node) or ("x", vector node) for one head input."""
+
         def build():
-            if not self.branch(path):
+            split = self.branch(path)
+            if split is False:
                 return ("g", self.select(path))
-            return ("r", self.residual(path, "attn_in", layer))
+            resid = self.residual(path, "attn_in", layer)
+            if split is True:
+                return ("r", resid)
+            _, head, channel = path[-1].split(".")
+            h, c = int(head[1:]), CHANNELS.index(channel)
+            own = self.node("proj", (layer, h, c), (resid,))
+            other = self.gather(("qkv", layer, h, c), self.select(path))
+            return ("x", self.node("mix", (split.key,), (own, other)))
 
         return self._memoised(path, build)
