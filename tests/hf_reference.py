@@ -139,3 +139,52 @@ def path_patch_channel(model, clean, delta, layer, head, channel):
 
     with hooks((attn.c_attn, "post", swap)):
         return model(clean).logits
+
+
+@torch.no_grad()
+def patch_head_z_at(model, tokens, layer, head, z_source, positions):
+    """Like patch_head_z, only at ``positions`` (a list of indices)."""
+    attn = model.transformer.h[layer].attn
+
+    def swap(_, args):
+        z = args[0].view(*args[0].shape[:2], attn.num_heads, attn.head_dim).clone()
+        z[:, positions, head] = z_source[:, positions, head]
+        return (z.view(*args[0].shape),)
+
+    with hooks((attn.c_proj, "pre", swap)):
+        return model(tokens).logits
+
+
+@torch.no_grad()
+def path_patch_mlp(model, clean, delta, layer):
+    """MLP ``layer`` reads the clean residual plus ``delta``; HF recomputes downstream."""
+    block = model.transformer.h[layer]
+
+    def add(_, args):
+        return (args[0] + delta,)
+
+    with hooks((block.ln_2, "pre", add)):
+        return model(clean).logits
+
+
+@torch.no_grad()
+def path_patch_channels(model, clean, delta, receivers):
+    """Several head inputs at once: receivers = [(layer, head, channel), ...], each reading
+    the clean stream plus ``delta`` at its layer; HF recomputes downstream."""
+    registrations = []
+    for layer in sorted({r[0] for r in receivers}):
+        block = model.transformer.h[layer]
+        attn = block.attn
+        stream = record(model, clean, block.ln_1, kind="in") + delta
+        new_qkv = attn.c_attn(block.ln_1(stream))
+        slices = [slice(c * attn.embed_dim + h * attn.head_dim, c * attn.embed_dim + (h + 1) * attn.head_dim) for l, h, c in receivers if l == layer]
+
+        def swap(_, __, output, new_qkv=new_qkv, slices=slices):
+            output = output.clone()
+            for s in slices:
+                output[..., s] = new_qkv[..., s]
+            return output
+
+        registrations.append((attn.c_attn, "post", swap))
+    with hooks(*registrations):
+        return model(clean).logits

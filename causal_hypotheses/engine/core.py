@@ -246,6 +246,10 @@ def _delta(adapter, acts, site, chosen, base):
     """(changed rows, site on the chosen input minus on the base) for rows that differ."""
     rows, positions = chosen
     base_rows, base_positions = base
+    if (positions is None) != (base_positions is None):  # compare per position
+        seq_positions = positions if positions is not None else base_positions
+        rows, base_rows = (r if r.dim() == 2 else r[:, None].expand_as(seq_positions) for r in (rows, base_rows))
+        positions = base_positions = seq_positions
     differs = rows != base_rows
     if differs.dim() == 2:
         differs = differs.any(1)

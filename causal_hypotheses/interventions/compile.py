@@ -1,0 +1,143 @@
+"""Compiling interventions to ``which``/``branch``/``key`` for the engine.
+
+Experiments are stacked in *blocks*: block k is a copy of the batch (rows k*B..k*B+B-1)
+with its own patched components, so a sweep over K components is one engine run.  A
+block's decision is made where its patched component is reached (``path[-1]``); below
+that point its rows read one input, so whatever the tree computes for them there is
+never used.  That keeps every answer a function of the last one or two path names,
+and the plan linear in the model's size (``key`` is constant or one flag).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from ..errors import UnknownComponentError
+from ..graph import ModelGraph, within
+
+OUT = "out"
+
+
+def order(name: str) -> int:
+    """Place of a component in the residual stream: embed, a0, m0, a1, m1, ..."""
+    if name == "embed":
+        return -1
+    layer = int(name[1:].split(".")[0])
+    return 2 * layer + (1 if name[0] == "m" else 0)
+
+
+def strictly_contains(coarse: str, fine: str) -> bool:
+    return coarse != fine and within(coarse, fine)
+
+
+def check_writers(graph: ModelGraph, names: Sequence[str], role: str) -> None:
+    for name in names:
+        component = graph.parse(name)
+        if component.channel is not None:
+            raise UnknownComponentError(
+                f"{role} {name!r} is a head's input, not a component that writes to the residual stream; "
+                f"use the head {name.rsplit('.', 1)[0]!r}"
+            )
+
+
+def position_rows(positions, batch: int, seq: int) -> torch.Tensor | None:
+    """None (every position) or a (B, T) long mask of the patched positions."""
+    if positions is None:
+        return None
+    if isinstance(positions, torch.Tensor) and positions.dtype == torch.bool:
+        if tuple(positions.shape) != (batch, seq):
+            raise UnknownComponentError(f"a positions mask must have shape ({batch}, {seq}), got {tuple(positions.shape)}")
+        return positions.long()
+    chosen = [positions] if isinstance(positions, int) else list(positions)
+    mask = torch.zeros(batch, seq, dtype=torch.long)
+    for p in chosen:
+        if not isinstance(p, int) or not -seq <= p < seq:
+            raise UnknownComponentError(f"position {p!r} is outside the prompt: expected indices in -{seq}..{seq - 1}")
+        mask[:, p] = 1
+    return mask
+
+
+class _Blocks:
+    """Selectors and masks over K stacked blocks of B examples."""
+
+    def __init__(self, n_blocks: int, batch: int, source_pattern: torch.Tensor | None, source_input: int = 1):
+        self.k, self.b = n_blocks, batch
+        self.pattern = source_pattern  # (B, T) mask of source positions, or None for all
+        self.source = source_input
+
+    def select(self, blocks: list[int]):
+        """Input index per row: the source in ``blocks`` (at the patched positions), else 0."""
+        if not blocks:
+            return 0
+        if self.k == 1 and self.pattern is None:
+            return self.source
+        if self.pattern is None:
+            chosen = torch.zeros(self.k, self.b, dtype=torch.long)
+            chosen[blocks] = self.source
+            return chosen.flatten()
+        chosen = torch.zeros(self.k, *self.pattern.shape, dtype=torch.long)
+        chosen[blocks] = self.pattern * self.source
+        return chosen.flatten(0, 1)
+
+    def split(self, needs: list[bool]):
+        if self.k == 1:
+            return needs[0]
+        return torch.tensor(needs).repeat_interleave(self.b)
+
+
+def activation_patch_functions(block_nodes: Sequence[frozenset], batch: int, pattern=None):
+    """Block k: its nodes read input 1 (where ``pattern`` says), everything else input 0."""
+    blocks = _Blocks(len(block_nodes), batch, pattern)
+    by_name: dict[str, list[int]] = {}
+    for k, nodes in enumerate(block_nodes):
+        for node in nodes:
+            by_name.setdefault(node, []).append(k)
+    splits: dict[str, object] = {}
+
+    def which(path):
+        return blocks.select(by_name.get(path[-1], []))
+
+    def branch(path):
+        last = path[-1]
+        if last not in splits:
+            splits[last] = blocks.split([
+                last not in nodes and any(strictly_contains(last, n) or order(last) > order(n) for n in nodes)
+                for nodes in block_nodes
+            ])
+        return splits[last]
+
+    return which, branch, (lambda path: 0)
+
+
+def path_patch_functions(block_senders: Sequence[frozenset], receivers: frozenset, batch: int, pattern=None):
+    """Block k: paths entering a receiver directly from one of its senders read input 1."""
+    blocks = _Blocks(len(block_senders), batch, pattern)
+    by_name: dict[str, list[int]] = {}
+    for k, senders in enumerate(block_senders):
+        for sender in senders:
+            by_name.setdefault(sender, []).append(k)
+    inner = [r for r in receivers if r != OUT]
+    splits: dict[tuple, object] = {}
+
+    def enters_receiver(path) -> bool:
+        if len(path) == 1:
+            return OUT in receivers
+        entry = path[-2]
+        return any(within(r, entry) for r in inner)
+
+    def which(path):
+        return blocks.select(by_name.get(path[-1], []) if enters_receiver(path) else [])
+
+    def branch(path):
+        entry, last = enters_receiver(path), path[-1]
+        if (entry, last) not in splits:
+            toward = any(within(last, r) or within(r, last) or order(last) > order(r) for r in inner)
+            splits[(entry, last)] = blocks.split([
+                not (entry and last in senders)
+                and (toward or (entry and any(strictly_contains(last, s) for s in senders)))
+                for senders in block_senders
+            ])
+        return splits[(entry, last)]
+
+    return which, branch, enters_receiver

@@ -1,0 +1,181 @@
+"""Activation patching (interchange interventions) and path patching, single and swept.
+
+Every function compiles to ``which``/``branch`` (see compile.py) and makes engine runs;
+sweeps stack many experiments in one run (one block of the batch per component), in
+chunks that keep a run's batch near ``max_tokens`` tokens.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from typing import Callable, Sequence
+
+import pandas as pd
+import torch
+
+from ..errors import InputError, UnknownComponentError
+from .compile import OUT, activation_patch_functions, check_writers, order, path_patch_functions, position_rows
+
+logger = logging.getLogger("causal_hypotheses.progress")
+
+
+def _tokens(x, label: str) -> torch.Tensor:
+    if isinstance(x, dict) or hasattr(x, "keys"):
+        x = x["input_ids"]
+    if not torch.is_tensor(x) or x.dim() != 2:
+        raise InputError(f"{label} must be a LongTensor of token ids (B, T) or a tokenizer output, got {type(x).__name__}")
+    return x
+
+
+def _names(names, label: str) -> list[str]:
+    if isinstance(names, str):
+        return [names]
+    names = list(names)
+    if not names:
+        raise InputError(f"{label} is empty; name at least one component, e.g. 'a9.h9'")
+    return names
+
+
+def activation_patch(engine, base, source, nodes, positions=None, *, logit_positions=None) -> torch.Tensor:
+    """Logits when ``nodes`` (heads, head inputs, layers, MLPs, embed) read ``source`` and
+    everything else reads ``base``; downstream components are recomputed.  ``positions``
+    (an index, a list, or a (B, T) bool mask) limits the patch to those positions."""
+    base, source = _tokens(base, "base"), _tokens(source, "source")
+    nodes = _names(nodes, "nodes")
+    engine.graph.check(nodes)
+    pattern = position_rows(positions, *base.shape)
+    which, branch, key = activation_patch_functions([frozenset(nodes)], base.shape[0], pattern)
+    return engine.run([base, source], which, branch, key=key, logit_positions=logit_positions).logits
+
+
+def _check_path_patch(graph, senders, receivers) -> None:
+    check_writers(graph, senders, "sender")
+    graph.check([r for r in receivers if r != OUT])
+    inner = [r for r in receivers if r != OUT]
+    for sender in senders:
+        if OUT not in receivers and not any(order(sender) < order(r) for r in inner):
+            raise UnknownComponentError(
+                f"sender {sender!r} has no direct path into any receiver {sorted(receivers)}: a sender must come "
+                "before its receiver in the residual stream (embed, a0, m0, a1, ...); add 'out' to receive at the logits"
+            )
+
+
+def path_patch(engine, clean, corrupt, senders, receivers, positions=None, *, logit_positions=None) -> torch.Tensor:
+    """Logits when only the direct paths from ``senders`` into ``receivers`` read ``corrupt``.
+
+    Receivers are components (``a9.h9``, ``m10``), head inputs (``a9.h9.q``) or ``out``
+    (the logits).  A receiver reads its clean input plus the senders' corrupt-minus-clean
+    outputs; everything downstream of the receivers is recomputed; all other paths read
+    ``clean``.  ``positions`` limits the senders' corrupt outputs to those positions.
+    """
+    clean, corrupt = _tokens(clean, "clean"), _tokens(corrupt, "corrupt")
+    senders, receivers = _names(senders, "senders"), _names(receivers, "receivers")
+    _check_path_patch(engine.graph, senders, receivers)
+    pattern = position_rows(positions, *clean.shape)
+    which, branch, key = path_patch_functions([frozenset(senders)], frozenset(receivers), clean.shape[0], pattern)
+    return engine.run([clean, corrupt], which, branch, key=key, logit_positions=logit_positions).logits
+
+
+def _per_block(metric: Callable, logits: torch.Tensor, n_blocks: int) -> list[float]:
+    values = []
+    for chunk in logits.chunk(n_blocks):
+        value = metric(chunk)
+        values.append(float(torch.as_tensor(value, dtype=torch.float64).mean()))
+    return values
+
+
+def _sweep(engine, base, source, items, metric, compile_fn, max_tokens, chunk_size, logit_positions, progress, label):
+    batch, seq = base.shape
+    per_run = chunk_size or max(1, min(len(items), max_tokens // (batch * seq)))
+    n_runs = math.ceil(len(items) / per_run)
+    values: list[float] = []
+    for run in range(n_runs):
+        group = items[run * per_run : (run + 1) * per_run]
+        which, branch, key = compile_fn(group)
+        k = len(group)
+        result = engine.run([base.repeat(k, 1), source.repeat(k, 1)], which, branch, key=key, logit_positions=logit_positions)
+        values += _per_block(metric, result.logits, k)
+        message = f"{label}: run {run + 1}/{n_runs} ({len(values)}/{len(items)} done, {result.stats.seconds:.1f}s)"
+        logger.info(message)
+        if progress:
+            print(message, file=sys.stderr, flush=True)
+    return values
+
+
+def _as_table(names: list[str], values: list[float], graph) -> pd.DataFrame | pd.Series:
+    parsed = [graph.parse(n) for n in names]
+    if all(c.kind == "attn" and c.head is not None and c.channel is None for c in parsed):
+        table = pd.DataFrame(float("nan"), index=pd.RangeIndex(graph.n_layers, name="layer"), columns=pd.RangeIndex(graph.n_heads, name="head"))
+        for c, v in zip(parsed, values):
+            table.loc[c.layer, c.head] = v
+        return table
+    return pd.Series(values, index=pd.Index(names, name="component"))
+
+
+def activation_patch_sweep(
+    engine,
+    base,
+    source,
+    metric: Callable[[torch.Tensor], torch.Tensor],
+    nodes: Sequence[str] | None = None,
+    positions=None,
+    *,
+    max_tokens: int = 16384,
+    chunk_size: int | None = None,
+    logit_positions=None,
+    progress: bool = False,
+):
+    """``metric(logits)`` (averaged over the batch) with each node patched alone.
+
+    Nodes default to every head; the result is a DataFrame (layer x head) for heads and
+    a Series by name otherwise.  Many nodes share one engine run (``max_tokens`` tokens
+    per run, or ``chunk_size`` nodes).
+    """
+    base, source = _tokens(base, "base"), _tokens(source, "source")
+    nodes = list(nodes) if nodes is not None else engine.graph.heads()
+    engine.graph.check(nodes)
+    pattern = position_rows(positions, *base.shape)
+
+    def compile_fn(group):
+        return activation_patch_functions([frozenset([n]) for n in group], base.shape[0], pattern)
+
+    values = _sweep(engine, base, source, nodes, metric, compile_fn, max_tokens, chunk_size, logit_positions, progress, "activation_patch_sweep")
+    return _as_table(nodes, values, engine.graph)
+
+
+def path_patch_sweep(
+    engine,
+    clean,
+    corrupt,
+    receivers,
+    metric: Callable[[torch.Tensor], torch.Tensor],
+    senders: Sequence[str] | None = None,
+    positions=None,
+    *,
+    max_tokens: int = 16384,
+    chunk_size: int | None = None,
+    logit_positions=None,
+    progress: bool = False,
+):
+    """``metric(logits)`` with each sender path-patched alone into ``receivers``.
+
+    Senders default to every head before the last receiver (every head for ``out``);
+    the result is a DataFrame (layer x head; NaN for heads that cannot send) for heads,
+    a Series by name otherwise.
+    """
+    clean, corrupt = _tokens(clean, "clean"), _tokens(corrupt, "corrupt")
+    receivers = _names(receivers, "receivers")
+    inner = [r for r in receivers if r != OUT]
+    if senders is None:
+        latest = float("inf") if OUT in receivers else max(order(r) for r in inner)
+        senders = [h for h in engine.graph.heads() if order(h) < latest]
+    senders = list(senders)
+    _check_path_patch(engine.graph, senders, receivers)
+    pattern = position_rows(positions, *clean.shape)
+
+    def compile_fn(group):
+        return path_patch_functions([frozenset([s]) for s in group], frozenset(receivers), clean.shape[0], pattern)
+
+    values = _sweep(engine, clean, corrupt, senders, metric, compile_fn, max_tokens, chunk_size, logit_positions, progress, "path_patch_sweep")
+    return _as_table(senders, values, engine.graph)

@@ -1,0 +1,108 @@
+"""Metrics: pure functions from logits (and a task) to one value per example; recovery; bootstrap.
+
+Every metric has the signature ``metric(logits, task, clean_logits=None) -> Tensor (B,)``.
+``logits`` is (B, T, V), or (B, P, V) when the run unembedded P positions only (then
+``position`` indexes those P).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .errors import InputError
+
+
+def _at(logits: torch.Tensor, position: int) -> torch.Tensor:
+    return logits[:, position if logits.shape[1] > 1 else 0]  # (B, V)
+
+
+def logit_diff(logits: torch.Tensor, task, clean_logits=None) -> torch.Tensor:
+    """logit[answer] - logit[distractor] at the task's prediction position."""
+    if task.answer is None or task.distractor is None:
+        raise InputError(f"task {task.name!r} has no answer/distractor tokens; use the 'loss' metric")
+    last = _at(logits, task.position)
+    rows = torch.arange(last.shape[0])
+    return last[rows, task.answer] - last[rows, task.distractor]
+
+
+def loss(logits: torch.Tensor, task, clean_logits=None) -> torch.Tensor:
+    """Mean next-token cross-entropy per example over the task's targets (answer at position if none)."""
+    if task.targets is None:
+        if task.answer is None:
+            raise InputError(f"task {task.name!r} has neither targets nor answers to compute a loss on")
+        return F.cross_entropy(_at(logits, task.position), task.answer, reduction="none")
+    if logits.shape[1] != task.targets.shape[1]:
+        raise InputError("the loss metric needs logits at every position; run without logit_positions")
+    per_token = F.cross_entropy(logits.transpose(1, 2), task.targets, ignore_index=-100, reduction="none")  # (B, T)
+    counted = (task.targets != -100).sum(1).clamp(min=1)
+    return per_token.sum(1) / counted
+
+
+def kl(logits: torch.Tensor, task, clean_logits=None) -> torch.Tensor:
+    """KL(clean || patched) of the next-token distributions at the prediction position."""
+    if clean_logits is None:
+        raise InputError("the 'kl' metric needs the clean logits")
+    clean = F.log_softmax(_at(clean_logits, task.position), -1)
+    patched = F.log_softmax(_at(logits, task.position), -1)
+    return (clean.exp() * (clean - patched)).sum(-1)
+
+
+def accuracy(logits: torch.Tensor, task, clean_logits=None) -> torch.Tensor:
+    """1.0 where the answer token is the top prediction at the prediction position."""
+    if task.answer is None:
+        raise InputError(f"task {task.name!r} has no answer tokens for accuracy")
+    return (_at(logits, task.position).argmax(-1) == task.answer).float()
+
+
+METRICS: dict[str, Callable] = {"logit_diff": logit_diff, "loss": loss, "kl": kl, "accuracy": accuracy}
+
+
+def get_metric(metric) -> Callable:
+    """A metric by name (``logit_diff``, ``loss``, ``kl``, ``accuracy``) or the callable itself."""
+    if callable(metric):
+        return metric
+    if metric not in METRICS:
+        raise InputError(f"unknown metric {metric!r}; choose one of {sorted(METRICS)} or pass a function")
+    return METRICS[metric]
+
+
+def fraction_recovered(scrubbed: float, ablated: float, clean: float) -> float:
+    """(scrubbed - ablated) / (clean - ablated); NaN when clean equals ablated."""
+    denominator = clean - ablated
+    if denominator == 0:
+        return float("nan")
+    return (scrubbed - ablated) / denominator
+
+
+def bootstrap_recovery(
+    clean: torch.Tensor,
+    ablated: torch.Tensor,
+    scrubbed: torch.Tensor,
+    *,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the fraction recovered.
+
+    Inputs are per-example values, shape (N,) or (D, N) for D resampling draws; a
+    bootstrap sample resamples examples (and, with D > 1, draws) with replacement and
+    recomputes the ratio of means, so the interval covers both sources of variation.
+    """
+    if not 0 < level < 1:
+        raise InputError(f"level={level}: expected a confidence level between 0 and 1, e.g. 0.95")
+    values = [torch.as_tensor(x, dtype=torch.float64) for x in (clean, ablated, scrubbed)]
+    values = [v[None] if v.dim() == 1 else v for v in values]
+    draws, n = values[0].shape
+    generator = torch.Generator().manual_seed(seed)
+    examples = torch.randint(0, n, (n_boot, n), generator=generator)
+    picks = torch.randint(0, draws, (n_boot, n), generator=generator) if draws > 1 else torch.zeros(n_boot, n, dtype=torch.long)
+    means = [v[picks, examples].mean(1) for v in values]  # each (n_boot,)
+    ratios = (means[2] - means[1]) / (means[0] - means[1])
+    ratios = ratios[torch.isfinite(ratios)]
+    if ratios.numel() == 0:
+        return float("nan"), float("nan")
+    low, high = torch.quantile(ratios, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64))
+    return float(low), float(high)
