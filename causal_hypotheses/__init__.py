@@ -9,7 +9,15 @@ from .graph import ModelGraph, Path
 
 __all__ = [
     "CausalHypothesesError",
+    "CausalModel",
     "Engine",
+    "Hypothesis",
+    "activation_patch",
+    "activation_patch_sweep",
+    "interchange_intervention_accuracy",
+    "path_patch",
+    "path_patch_sweep",
+    "scrub",
     "InputError",
     "ModelGraph",
     "Path",
@@ -22,6 +30,9 @@ __all__ = [
 ]
 
 _LAZY = {
+    **{name: ("causal_hypotheses.interventions", name) for name in (
+        "CausalModel", "Hypothesis", "activation_patch", "activation_patch_sweep",
+        "interchange_intervention_accuracy", "path_patch", "path_patch_sweep", "scrub")},
     "Engine": ("causal_hypotheses.engine.core", "Engine"),
     "RunResult": ("causal_hypotheses.engine.core", "RunResult"),
     "render": ("causal_hypotheses.engine.drawing", "render"),

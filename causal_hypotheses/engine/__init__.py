@@ -1,4 +1,4 @@
 """The treeified, path-selecting forward pass, its caches and its drawings."""
-from .core import Engine, RunResult, RunStats
+from .core import Engine, MeanInput, RunResult, RunStats, ZeroInput
 
-__all__ = ["Engine", "RunResult", "RunStats"]
+__all__ = ["Engine", "MeanInput", "RunResult", "RunStats", "ZeroInput"]

@@ -25,22 +25,24 @@ def _bytes_of(tree) -> int:
     return 0
 
 
+def tree_map(fn, tree, *others):
+    """Apply ``fn`` to every tensor of a nested dict/list (and the matching leaves of ``others``)."""
+    if isinstance(tree, torch.Tensor):
+        return fn(tree, *others)
+    if isinstance(tree, dict):
+        return {key: tree_map(fn, value, *(o[key] for o in others)) for key, value in tree.items()}
+    return [tree_map(fn, value, *(o[i] for o in others)) for i, value in enumerate(tree)]
+
+
 def _index(tree, rows: torch.Tensor):
     """Select batch rows from every tensor of a nested dict/list of (U, ...) tensors."""
-    if isinstance(tree, torch.Tensor):
-        return tree.index_select(0, rows)
-    if isinstance(tree, dict):
-        return {key: _index(value, rows) for key, value in tree.items()}
-    return [_index(value, rows) for value in tree]
+    return tree_map(lambda t: t.index_select(0, rows), tree)
 
 
 def _concat(trees: list):
-    first = trees[0]
-    if isinstance(first, torch.Tensor):
-        return torch.cat(trees, 0) if len(trees) > 1 else first
-    if isinstance(first, dict):
-        return {key: _concat([tree[key] for tree in trees]) for key in first}
-    return [_concat([tree[i] for tree in trees]) for i in range(len(first))]
+    if len(trees) == 1:
+        return trees[0]
+    return tree_map(lambda *parts: torch.cat(parts), trees[0], *trees[1:])
 
 
 @dataclass

@@ -16,11 +16,23 @@ import torch
 
 from ..errors import InputError, UnsupportedModelError
 from ..graph import ModelGraph
-from .cache import ActivationCache
+from .cache import ActivationCache, tree_map
 from .plan import Node, Planner, Selector
 
 Which = Callable[..., object]
 Branch = Callable[..., bool]
+
+
+class MeanInput:
+    """An input whose activations are, at every site and position, the mean over ``tokens``
+    (M, T) examples: reading it is mean ablation."""
+
+    def __init__(self, tokens: torch.Tensor) -> None:
+        self.tokens = tokens
+
+
+class ZeroInput:
+    """An input whose activations are all zero: reading it is zero ablation."""
 
 
 @dataclass(frozen=True)
@@ -142,19 +154,30 @@ class Engine:
             bad = "which" if not callable(which) else "branch" if not callable(branch) else "key"
             raise InputError(f"{bad} must be a function of a path, got {type(locals()[bad]).__name__}")
         tokens = _as_token_batches(inputs, self.adapter)
-        B, T = tokens[0].shape
+        B, T = next(t for t in tokens if torch.is_tensor(t)).shape
         positions = _logit_positions(logit_positions, T)
         planner = Planner(self.graph, len(tokens), B, T, which, branch, key, self.max_paths)
         root = planner.root(positions)
 
-        flat = torch.cat(tokens).to(self.device)  # (N*B, T)
+        synthetic = {i: item for i, item in enumerate(tokens) if not torch.is_tensor(item)}
+        placeholder = torch.zeros(B, T, dtype=torch.long)
+        flat = torch.cat([placeholder if i in synthetic else t for i, t in enumerate(tokens)]).to(self.device)  # (N*B, T)
         order = _reachable(root)
         gathers = [node for node in order if node.op in ("gather", "delta")]
         used = [planner.selectors[k] for g in gathers for k in (g.args[1:] if g.op == "delta" else g.args[1:2])]
         used += [planner.selectors[node.args[1]] for node in order if node.op == "mdelta"]
-        rows_for, rows_tokens = _distinct_rows(flat, B, used)
+        rows_for, rows_tokens = _distinct_rows(flat, B, used, sorted(synthetic))
         misses_before, hits_before = self.cache.stats.misses, self.cache.stats.hits
         acts, forwards = self.cache.activations(rows_tokens, self.adapter.capture)
+        for i in sorted(synthetic):  # one extra row each, after the distinct token rows
+            item = synthetic[i]
+            if isinstance(item, MeanInput):
+                rows, more = self.cache.activations(item.tokens.to(self.device), self.adapter.capture)
+                forwards += more
+                extra = tree_map(lambda t: t.mean(0, keepdim=True), rows)
+            else:
+                extra = tree_map(lambda t: torch.zeros_like(t[:1]), acts)
+            acts = tree_map(lambda a, b: torch.cat([a, b]), acts, extra)
 
         with torch.no_grad():
             hidden, logits = self._evaluate(order, acts, planner, rows_for)
@@ -293,6 +316,14 @@ def _as_token_batches(inputs, adapter) -> list[torch.Tensor]:
         raise InputError("inputs is empty; pass at least one input, e.g. [clean, corrupt]")
     batches = []
     for i, item in enumerate(inputs):
+        if isinstance(item, ZeroInput):
+            batches.append(item)
+            continue
+        if isinstance(item, MeanInput):
+            if not torch.is_tensor(item.tokens) or item.tokens.dim() != 2:
+                raise InputError(f"inputs[{i}] is a MeanInput over {type(item.tokens).__name__}; give it a LongTensor (M, T)")
+            batches.append(item)
+            continue
         ids = item
         if isinstance(item, Mapping):
             if "input_ids" not in item:
@@ -316,20 +347,32 @@ def _as_token_batches(inputs, adapter) -> list[torch.Tensor]:
         low, high = int(ids.min()), int(ids.max())
         if low < 0 or high >= adapter.vocab_size:
             raise InputError(f"inputs[{i}] holds token id {low if low < 0 else high}; valid ids are 0..{adapter.vocab_size - 1}")
-        if batches and ids.shape != batches[0].shape:
+        first = next((b for b in batches if torch.is_tensor(b)), None)
+        if first is not None and ids.shape != first.shape:
             raise InputError(
-                f"inputs[{i}] has shape {tuple(ids.shape)} but inputs[0] has {tuple(batches[0].shape)}; all inputs "
-                "must share one shape (B, T): use prompts of equal token length and equal batch size"
+                f"inputs[{i}] has shape {tuple(ids.shape)} but inputs[{_index_of(batches, first)}] has {tuple(first.shape)}; "
+                "all inputs must share one shape (B, T): use prompts of equal token length and equal batch size"
             )
         batches.append(ids.long())
+    real = [b for b in batches if torch.is_tensor(b)]
+    if not real:
+        raise InputError("inputs hold no token batch; a MeanInput or ZeroInput needs a token input beside it to set (B, T)")
+    for i, item in enumerate(batches):
+        if isinstance(item, MeanInput) and item.tokens.shape[1] != real[0].shape[1]:
+            raise InputError(f"inputs[{i}] is a MeanInput over {item.tokens.shape[1]} positions; the other inputs have {real[0].shape[1]}")
     return batches
 
 
-def _distinct_rows(flat: torch.Tensor, batch: int, selectors: list[Selector]):
+def _index_of(items: list, target) -> int:
+    return next(i for i, item in enumerate(items) if item is target)
+
+
+def _distinct_rows(flat: torch.Tensor, batch: int, selectors: list[Selector], synthetic: list[int] = ()):
     """The distinct token rows the plan reads, and each selector's rows into them.
 
     Returns ``{selector.key: (rows, positions)}`` (positions None unless per-position) and
-    the (U, T) tokens of those rows.
+    the (U, T) tokens of those rows.  Rows of the ``synthetic`` inputs (mean or zero) map
+    to rows U, U+1, ... in that order, appended by the caller.
     """
     arange = torch.arange(batch)
     used: dict[tuple, torch.Tensor] = {}
@@ -342,9 +385,17 @@ def _distinct_rows(flat: torch.Tensor, batch: int, selectors: list[Selector]):
         else:
             used[selector.key] = index * batch + arange  # (B,)
     needed = torch.unique(torch.cat([rows.flatten() for rows in used.values()]))
+    is_synthetic = torch.zeros(flat.shape[0], dtype=torch.bool)
+    for i in synthetic:
+        is_synthetic[i * batch : (i + 1) * batch] = True
+    needed = needed[~is_synthetic[needed]]
+    if needed.numel() == 0:  # only mean/zero inputs are read: capture one row for the shapes
+        needed = (~is_synthetic).nonzero()[:1].flatten()
     distinct, inverse = torch.unique(flat[needed.to(flat.device)].cpu(), dim=0, return_inverse=True)
     lookup = torch.full((flat.shape[0],), -1, dtype=torch.long)
     lookup[needed] = inverse
+    for extra, i in enumerate(synthetic):
+        lookup[i * batch : (i + 1) * batch] = distinct.shape[0] + extra
     device = flat.device
     positions = torch.arange(flat.shape[1], device=device)
     rows_for = {}

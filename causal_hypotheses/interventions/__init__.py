@@ -1,4 +1,17 @@
 """Interventions: each compiles to the engine's which/branch."""
+from .interchange import CausalModel, InterchangeResult, interchange_intervention_accuracy
 from .patching import activation_patch, activation_patch_sweep, path_patch, path_patch_sweep
+from .scrubbing import Hypothesis, ScrubResult, scrub
 
-__all__ = ["activation_patch", "activation_patch_sweep", "path_patch", "path_patch_sweep"]
+__all__ = [
+    "CausalModel",
+    "Hypothesis",
+    "InterchangeResult",
+    "ScrubResult",
+    "activation_patch",
+    "activation_patch_sweep",
+    "interchange_intervention_accuracy",
+    "path_patch",
+    "path_patch_sweep",
+    "scrub",
+]
