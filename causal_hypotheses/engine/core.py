@@ -203,11 +203,20 @@ class Engine:
         for node in order:
             for child in node.children:
                 uses[child.id] = uses.get(child.id, 0) + 1
+        live = _live_rows(order, planner)
         values: dict[int, object] = {}
         for node in order:
             args = [values[child.id] for child in node.children]
             op = node.op
-            if op == "gather":
+            rows = live.get(node.id)
+            if rows is not None and op in _ROWWISE:  # compute only the examples someone reads
+                rows = rows.to(args[0].device)
+                part = self._compute(node, [a.index_select(0, rows) for a in args])
+                value = part.new_zeros((args[0].shape[0],) + part.shape[1:])
+                value[rows] = part
+            elif op in _ROWWISE or op == "final":
+                value = self._compute(node, args)
+            elif op == "gather":
                 site, selector_key = node.args
                 rows, positions = rows_for[selector_key]
                 value = adapter.site(acts, site, rows, positions)
@@ -225,24 +234,10 @@ class Engine:
             elif op == "sum":
                 value = args[0].clone()
                 for sign, term in zip(node.args[0][1:], args[1:]):
-                    if isinstance(term, tuple):
-                        value.index_add_(0, term[0], term[1])
+                    if isinstance(term, tuple):  # (rows, change): rows are distinct
+                        value[term[0]] += term[1]
                     else:
                         value.add_(term, alpha=sign)
-            elif op == "proj":
-                value = adapter.ln1_proj(*node.args, args[0])
-            elif op == "head":
-                value = adapter.head_from_qkv(*node.args, *args)
-            elif op == "core":
-                value = adapter.attn_core(node.args[0], args[0])
-            elif op == "head_core":
-                value = adapter.head_from_core(*node.args, args[0])
-            elif op == "layer_core":
-                value = adapter.layer_from_core(node.args[0], args[0])
-            elif op == "mlp":
-                value = adapter.mlp(node.args[0], args[0])
-            elif op == "final":
-                value = adapter.final(args[0], node.args[0])
             else:  # pragma: no cover
                 raise AssertionError(f"unknown op {op}")
             values[node.id] = value
@@ -253,15 +248,73 @@ class Engine:
         return values[order[-1].id]
 
 
+    def _compute(self, node: Node, args: list):
+        adapter, op = self.adapter, node.op
+        if op == "proj":
+            return adapter.ln1_proj(*node.args, args[0])
+        if op == "head":
+            return adapter.head_from_qkv(*node.args, *args)
+        if op == "core":
+            return adapter.attn_core(node.args[0], args[0])
+        if op == "head_core":
+            return adapter.head_from_core(*node.args, args[0])
+        if op == "layer_core":
+            return adapter.layer_from_core(node.args[0], args[0])
+        if op == "mlp":
+            return adapter.mlp(node.args[0], args[0])
+        return adapter.final(args[0], node.args[0])
+
+
+# Computations that treat examples independently: they may run on the live examples only.
+_ROWWISE = frozenset({"proj", "head", "core", "head_core", "layer_core", "mlp"})
+
+
+def _live_rows(order: list[Node], planner: Planner) -> dict[int, torch.Tensor]:
+    """For each node, the example rows whose value some consumer reads (absent: all rows).
+
+    Where ``branch`` split some examples only, the computed side is read for those
+    examples alone; nodes that only serve it need not compute the others.
+    """
+    need: dict[int, torch.Tensor | None] = {order[-1].id: None}  # None: every row
+
+    def add(child: Node, rows):
+        if child.id not in need:
+            need[child.id] = rows
+        elif need[child.id] is not None:
+            need[child.id] = None if rows is None else need[child.id] | rows
+
+    for node in reversed(order):
+        if node.id not in need:
+            continue  # pragma: no cover - every node has a consumer
+        rows = need[node.id]
+        if node.op == "mix":
+            mask = planner.masks[node.args[0]].rows
+            own = mask if rows is None else rows & mask
+            add(node.children[0], own)
+            add(node.children[1], ~mask if rows is None else rows & ~mask)
+        elif node.op == "mdelta":
+            mask = planner.masks[node.args[2]].rows
+            add(node.children[0], mask if rows is None else rows & mask)
+        else:
+            for child in node.children:
+                add(child, rows)
+    return {node_id: rows.nonzero().flatten() for node_id, rows in need.items() if rows is not None and not bool(rows.all())}
+
+
 def _adapter_for(model):
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if model_type == "gpt2" and hasattr(model, "lm_head") and hasattr(model, "transformer"):
         from .gpt2 import GPT2Adapter
 
         return GPT2Adapter(model)
+    if model_type == "llama" and hasattr(model, "lm_head") and hasattr(model, "model"):
+        from .llama import LlamaAdapter
+
+        return LlamaAdapter(model)
     raise UnsupportedModelError(
         f"cannot run a {type(model).__name__} (model_type={model_type!r}); supported: "
-        "transformers.GPT2LMHeadModel (model_type 'gpt2'). Load it with GPT2LMHeadModel"
+        "transformers.GPT2LMHeadModel (model_type 'gpt2') and transformers.LlamaForCausalLM "
+        "(model_type 'llama'). Load it with GPT2LMHeadModel or LlamaForCausalLM"
     )
 
 
