@@ -36,6 +36,7 @@ class GPT2Adapter:
         self.graph = ModelGraph(self.n_layers, self.n_heads, self.architecture)
         self.n_positions = config.n_positions
         self.vocab_size = config.vocab_size
+        self._tanh_gelu = config.activation_function in ("gelu_new", "gelu_pytorch_tanh")
         self._scales = []
         for layer in range(self.n_layers):
             scale = self.d_head**-0.5 if config.scale_attn_weights else 1.0
@@ -83,7 +84,7 @@ class GPT2Adapter:
             acts["z"].append(z)
             acts["attn_out"].append(attn_out)
             acts["resid_mid"].append(x)
-            mlp_out = block.mlp(block.ln_2(x))
+            mlp_out = self.mlp(layer, x)
             x = x + mlp_out
             acts["mlp_out"].append(mlp_out)
         acts["resid_final"] = x
@@ -137,7 +138,12 @@ class GPT2Adapter:
 
     def mlp(self, layer: int, resid: torch.Tensor) -> torch.Tensor:
         block = self.blocks[layer]
-        return block.mlp(block.ln_2(resid))
+        if not self._tanh_gelu:
+            return block.mlp(block.ln_2(resid))
+        # GPT-2's "gelu_new" is the tanh approximation; torch's fused kernel computes the
+        # same formula several times faster than HF's elementwise version.
+        hidden = F.gelu(block.mlp.c_fc(block.ln_2(resid)), approximate="tanh")
+        return block.mlp.c_proj(hidden)
 
     def final(self, resid: torch.Tensor, positions: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Final norm and unembedding: (hidden_states, logits), logits only at ``positions`` if given."""
