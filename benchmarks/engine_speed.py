@@ -14,7 +14,7 @@ import time
 import torch
 
 from causal_hypotheses import Engine, random_gpt2
-from causal_hypotheses.graph import within
+from causal_hypotheses.interventions.compile import activation_patch_functions
 
 
 def median_seconds(fn, repeats: int) -> float:
@@ -25,27 +25,6 @@ def median_seconds(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - started)
     return statistics.median(times)
-
-
-def head_patch(node: str):
-    """Activation patching of one head: downstream components recomputed (see tests)."""
-
-    def position(name):
-        if name == "embed":
-            return -1
-        layer = int(name[1:].split(".")[0])
-        return 2 * layer + (name[0] == "m")
-
-    def which(path):
-        return 1 if node in path else 0
-
-    def branch(path):
-        if node in path:
-            return False
-        last = path[-1]
-        return (within(last, node) and last != node) or position(last) > position(node)
-
-    return which, branch, (lambda path: node in path)
 
 
 def main() -> None:
@@ -72,7 +51,7 @@ def main() -> None:
         engine.cache.clear()
         engine.run([clean], lambda path: 0)
 
-    which, branch, key = head_patch("a6.h3")
+    which, branch, key = activation_patch_functions([frozenset(["a6.h3"])], args.batch)
 
     def one_head_cold():
         engine.cache.clear()
