@@ -12,9 +12,10 @@ import torch.nn.functional as F
 
 from ..errors import UnsupportedModelError
 from ..graph import ModelGraph
+from .adapter import Adapter
 
 
-class GPT2Adapter:
+class GPT2Adapter(Adapter):
     """Component math for ``transformers.GPT2LMHeadModel`` (pre-LN blocks, tied or untied head)."""
 
     architecture = "gpt2"
@@ -33,6 +34,7 @@ class GPT2Adapter:
         self.n_heads = config.n_head
         self.d_model = config.n_embd
         self.d_head = self.d_model // self.n_heads
+        self.final_norm = self.transformer.ln_f
         self.graph = ModelGraph(self.n_layers, self.n_heads, self.architecture)
         self.n_positions = config.n_positions
         self.vocab_size = config.vocab_size
@@ -51,90 +53,29 @@ class GPT2Adapter:
         start = channel * self.d_model + head * self.d_head
         return c_attn.weight[:, start : start + self.d_head], c_attn.bias[start : start + self.d_head]
 
-    def _w_out(self, layer: int, head: int) -> torch.Tensor:
+    def w_out(self, layer: int, head: int) -> torch.Tensor:
         """(d_head, D) rows of the output projection that belong to one head."""
         start = head * self.d_head
         return self.blocks[layer].attn.c_proj.weight[start : start + self.d_head]
 
     # ------------------------------------------------------------------ math
-    def _attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Causal attention; q, k, v: (B, H, T, d_head) -> z: (B, H, T, d_head)."""
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self._scales[layer])
-
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(tokens.shape[1], device=tokens.device)
         return self.transformer.wte(tokens) + self.transformer.wpe(positions)  # (B, T, D)
 
-    @torch.no_grad()
-    def capture(self, tokens: torch.Tensor) -> dict[str, object]:
-        """One ordinary forward on ``tokens`` (B, T), recording every gatherable site."""
-        B, T = tokens.shape
-        H, dh = self.n_heads, self.d_head
-        acts: dict[str, object] = {"resid_pre": [], "qkv": [], "z": [], "attn_out": [], "resid_mid": [], "mlp_out": []}
-        x = self.embed(tokens)  # (B, T, D)
-        acts["embed"] = x
-        for layer, block in enumerate(self.blocks):
-            acts["resid_pre"].append(x)
-            qkv = block.attn.c_attn(block.ln_1(x)).view(B, T, 3, H, dh)  # (B, T, 3, H, dh)
-            q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))  # (B, H, T, dh)
-            z = self._attend(layer, q, k, v).transpose(1, 2)  # (B, T, H, dh)
-            attn_out = block.attn.c_proj(z.reshape(B, T, self.d_model))
-            x = x + attn_out
-            acts["qkv"].append(qkv)
-            acts["z"].append(z)
-            acts["attn_out"].append(attn_out)
-            acts["resid_mid"].append(x)
-            mlp_out = self.mlp(layer, x)
-            x = x + mlp_out
-            acts["mlp_out"].append(mlp_out)
-        acts["resid_final"] = x
-        return acts
+    def qkv(self, layer: int, resid: torch.Tensor) -> torch.Tensor:
+        """All heads' q, k, v on one residual stream: (B, T, 3, H, d_head)."""
+        B, T, _ = resid.shape
+        block = self.blocks[layer]
+        return block.attn.c_attn(block.ln_1(resid)).view(B, T, 3, self.n_heads, self.d_head)
 
-    def site(self, acts: dict, site: tuple, rows: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
-        """Gather ``site`` for batch rows ``rows`` ((B,) or (B, T) with ``positions``)."""
-        kind = site[0]
-        if kind == "embed":
-            source = acts["embed"]
-        elif kind == "resid":
-            _, where, layer = site
-            source = acts["resid_final"] if where == "final" else acts["resid_pre" if where == "attn_in" else "resid_mid"][layer]
-        elif kind in ("attn_out", "mlp_out"):
-            source = acts[kind][site[1]]
-        elif kind == "qkv":
-            _, layer, head, channel = site
-            source = acts["qkv"][layer][:, :, channel, head]  # (U, T, dh)
-        elif kind == "head_out":
-            _, layer, head = site
-            z = _take(acts["z"][layer][:, :, head], rows, positions)  # (B, T, dh)
-            return z @ self._w_out(layer, head)
-        else:  # pragma: no cover - the planner only makes the sites above
-            raise KeyError(site)
-        return _take(source, rows, positions)
+    def out_proj(self, layer: int, z_flat: torch.Tensor) -> torch.Tensor:
+        return self.blocks[layer].attn.c_proj(z_flat)
 
     def ln1_proj(self, layer: int, head: int, channel: int, resid: torch.Tensor) -> torch.Tensor:
         """One head's q/k/v on a residual stream (B, T, D) -> (B, T, dh)."""
         weight, bias = self._w_qkv(layer, head, channel)
         return torch.addmm(bias, self.blocks[layer].ln_1(resid).flatten(0, 1), weight).view(*resid.shape[:2], -1)
-
-    def head_from_qkv(self, layer: int, head: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """One head's output written to the residual stream (no bias): (B, T, D)."""
-        z = self._attend(layer, q[:, None], k[:, None], v[:, None])[:, 0]  # (B, T, dh)
-        return z @ self._w_out(layer, head)
-
-    def attn_core(self, layer: int, resid: torch.Tensor) -> torch.Tensor:
-        """All heads of a layer on one residual stream: z (B, T, H, dh)."""
-        B, T, _ = resid.shape
-        block = self.blocks[layer]
-        qkv = block.attn.c_attn(block.ln_1(resid)).view(B, T, 3, self.n_heads, self.d_head)
-        q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))
-        return self._attend(layer, q, k, v).transpose(1, 2)
-
-    def head_from_core(self, layer: int, head: int, z: torch.Tensor) -> torch.Tensor:
-        return z[:, :, head] @ self._w_out(layer, head)
-
-    def layer_from_core(self, layer: int, z: torch.Tensor) -> torch.Tensor:
-        """The whole attention layer's output, bias included: (B, T, D)."""
-        return self.blocks[layer].attn.c_proj(z.flatten(2))
 
     def mlp(self, layer: int, resid: torch.Tensor) -> torch.Tensor:
         block = self.blocks[layer]
@@ -144,16 +85,3 @@ class GPT2Adapter:
         # same formula several times faster than HF's elementwise version.
         hidden = F.gelu(block.mlp.c_fc(block.ln_2(resid)), approximate="tanh")
         return block.mlp.c_proj(hidden)
-
-    def final(self, resid: torch.Tensor, positions: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Final norm and unembedding: (hidden_states, logits), logits only at ``positions`` if given."""
-        hidden = self.transformer.ln_f(resid)
-        read = hidden if positions is None else hidden[:, list(positions)]
-        return hidden, self.model.lm_head(read)
-
-
-def _take(source: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
-    """Rows of ``source`` (U, T, ...): per example (B,), or per example and position (B, T)."""
-    if positions is None:
-        return source.index_select(0, rows)
-    return source[rows, positions]
