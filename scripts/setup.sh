@@ -23,7 +23,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
         "$venv/bin/python" -m pip install --quiet "torch==2.13.0" >&2 \
             || "$venv/bin/python" -m pip install --quiet "torch>=2.2" >&2
     fi
-    "$venv/bin/python" -m pip install --quiet -e "$root[render]" >&2
+    "$venv/bin/python" -m pip install --quiet -e "$root[render,parallel]" >&2
     echo "$wanted" > "$stamp"
 fi
 export PATH="$venv/bin:$PATH"
