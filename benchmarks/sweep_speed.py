@@ -23,7 +23,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seq", type=int, default=16)
     parser.add_argument("--receivers", nargs="+", default=["a10.h7.q", "a11.h10.q"])
-    parser.add_argument("--max-tokens", type=int, default=16384)
+    parser.add_argument("--max-tokens", type=int, default=8192)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 

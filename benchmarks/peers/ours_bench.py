@@ -1,0 +1,68 @@
+"""causal_hypotheses on the peer benchmark's experiments (same fixture, metric and JSON).
+
+    python benchmarks/peers/ours_bench.py MODEL_DIR --experiment act_patch_heads|path_patch_q|scrub
+
+Every timed call starts from an empty activation cache, as the peers start from nothing.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+from causal_hypotheses import Engine, Hypothesis, activation_patch_sweep, path_patch_sweep, scrub  # noqa: E402
+from causal_hypotheses.tasks import Task  # noqa: E402
+
+# The scrubbing experiment: a multi-head hypothesis (the two receivers' direct paths, with
+# their query inputs only through four earlier heads) on the fixture's clean prompts.
+SCRUB_HYPOTHESIS = Hypothesis(
+    {("a10.h7.k",): None, ("a10.h7.v",): None, ("a11.h10.k",): None, ("a11.h10.v",): None,
+     **{(f"{receiver}.q", sender): None for receiver in ("a10.h7", "a11.h10") for sender in ("a5.h1", "a7.h3", "a8.h6", "a9.h9")}},
+    name="two heads, queries via four",
+)
+
+
+def main() -> None:
+    args = common.parser(__doc__).parse_args()
+    torch.set_num_threads(args.threads)
+    batch = common.load_batch(args.model_dir)
+    clean, corrupt, answer, distractor = batch["clean"], batch["corrupt"], batch["answer"], batch["distractor"]
+    engine = Engine.from_hf(common.load_hf(args.model_dir))
+
+    def metric(logits):
+        return common.logit_diff(logits, answer, distractor)
+
+    if args.experiment == "act_patch_heads":
+        def experiment():
+            engine.cache.clear()
+            return activation_patch_sweep(engine, clean, corrupt, metric, positions=-1, logit_positions=-1)
+    elif args.experiment == "path_patch_q":
+        senders = [f"a{l}.h{h}" for l in common.SENDER_LAYERS for h in range(12)]
+        receivers = [f"a{l}.h{h}.q" for l, h in common.RECEIVERS]
+
+        def experiment():
+            engine.cache.clear()
+            return path_patch_sweep(engine, clean, corrupt, receivers, metric, senders=senders, logit_positions=-1)
+    else:
+        task = Task("fixture", clean, corrupt, answer=answer, distractor=distractor, features={"example": torch.arange(len(clean))})
+
+        def experiment():
+            engine.cache.clear()
+            return scrub(engine, SCRUB_HYPOTHESIS, task, "logit_diff", seed=0, n_boot=200)
+
+    result, seconds, times, memory = common.measure(experiment, args.repeats)
+    if args.experiment == "scrub":
+        values = [result.clean, result.ablated, result.scrubbed, result.fraction_recovered]
+    else:
+        values = torch.tensor(result.to_numpy()).reshape(-1, 12)
+        if args.experiment == "path_patch_q":
+            values = values[: len(common.SENDER_LAYERS)]
+    common.emit("causal_hypotheses", args.experiment, values, seconds, times, memory, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
