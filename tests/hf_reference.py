@@ -12,11 +12,14 @@ import torch
 
 @contextmanager
 def hooks(*registrations):
+    """registrations: (module, "pre" | "post" | "post_kwargs", fn); removed on exit."""
     handles = []
     try:
         for module, kind, fn in registrations:
-            register = module.register_forward_pre_hook if kind == "pre" else module.register_forward_hook
-            handles.append(register(fn))
+            if kind == "pre":
+                handles.append(module.register_forward_pre_hook(fn))
+            else:
+                handles.append(module.register_forward_hook(fn, with_kwargs=kind == "post_kwargs"))
         yield
     finally:
         for handle in handles:

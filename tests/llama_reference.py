@@ -8,53 +8,14 @@ with an explicit causal mask and softmax.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import torch
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, repeat_kv
 
-
-@contextmanager
-def hooks(*registrations):
-    """registrations: (module, "pre" | "post" | "post_kwargs", fn)."""
-    handles = []
-    try:
-        for module, kind, fn in registrations:
-            if kind == "pre":
-                handles.append(module.register_forward_pre_hook(fn))
-            elif kind == "post":
-                handles.append(module.register_forward_hook(fn))
-            else:
-                handles.append(module.register_forward_hook(fn, with_kwargs=True))
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
+from hf_reference import hooks, logits, record  # architecture-independent hook helpers
 
 
 def _layer(model, layer):
     return model.model.layers[layer]
-
-
-@torch.no_grad()
-def logits(model, tokens):
-    return model(tokens).logits
-
-
-@torch.no_grad()
-def record(model, tokens, module, kind="out"):
-    """The output (or, with kind="in", the first positional input) of ``module`` in a plain run."""
-    seen = {}
-
-    def grab_out(_, __, output):
-        seen["x"] = (output[0] if isinstance(output, tuple) else output).clone()
-
-    def grab_in(_, args):
-        seen["x"] = args[0].clone()
-
-    with hooks((module, "pre" if kind == "in" else "post", grab_in if kind == "in" else grab_out)):
-        model(tokens)
-    return seen["x"]
 
 
 @torch.no_grad()
