@@ -510,17 +510,8 @@ class Claim:
         if not isinstance(hypothesis, Hypothesis):
             hypothesis = Hypothesis(hypothesis)
         spec = self.spec
-        metric = spec.metric
-        if str(self.engine.device) != "cpu":  # metrics compare with the task's tensors, kept on the CPU
-            from .metrics import get_metric
-
-            measure = get_metric(spec.metric)
-
-            def metric(logits, task, clean_logits=None):
-                return measure(logits.float().cpu(), task, None if clean_logits is None else clean_logits.float().cpu())
-
         started = time.perf_counter()
-        result = scrub(self.engine, hypothesis, self.task, metric, seed=spec.seed, draws=spec.draws,
+        result = scrub(self.engine, hypothesis, self.task, spec.metric, seed=spec.seed, draws=spec.draws,
                        ablation=spec.ablation, n_boot=spec.n_boot, level=spec.level)
         seconds = time.perf_counter() - started
         verdict = decide(*result.ci, spec.at_least, spec.at_most)

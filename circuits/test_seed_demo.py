@@ -15,7 +15,6 @@ come with the interventions and the pytest plugin.
 from __future__ import annotations
 
 import pytest
-import torch
 
 CLEAN, CORRUPT = "The capital of Spain is", "The capital of Italy is"
 

@@ -22,8 +22,6 @@ import json
 import os
 import time
 
-import torch
-
 from causal_hypotheses import Engine, path_patch_sweep
 from causal_hypotheses.metrics import logit_diff
 from causal_hypotheses.smollm2 import load_smollm2

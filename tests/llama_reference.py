@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, repeat_kv
 
-from hf_reference import hooks, logits, record  # architecture-independent hook helpers
+from hf_reference import hooks, logits, record, replace_output  # noqa: F401  (shared hook helpers, re-exported)
 
 
 def _layer(model, layer):
@@ -30,19 +30,6 @@ def attention_call(model, tokens, layer):
     with hooks((_layer(model, layer).self_attn, "post_kwargs", grab)):
         model(tokens)
     return seen["hidden"], seen["cos"], seen["sin"]
-
-
-@torch.no_grad()
-def replace_output(model, tokens, module, value):
-    """Logits of a run in which ``module``'s output (first element if a tuple) is ``value``."""
-
-    def swap(_, __, output):
-        if isinstance(output, tuple):
-            return (value,) + tuple(output[1:])
-        return value
-
-    with hooks((module, "post", swap)):
-        return model(tokens).logits
 
 
 @torch.no_grad()

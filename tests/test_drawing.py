@@ -1,8 +1,6 @@
 """Drawing the treeified computation; rendering with or without a dot program."""
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from causal_hypotheses import render

@@ -10,10 +10,10 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from causal_hypotheses import Engine
 from causal_hypotheses.errors import UnsupportedModelError
-from causal_hypotheses.graph import within
 from causal_hypotheses.interventions import activation_patch, path_patch
 
 import llama_reference as ref
+from patch_definitions import downstream_patch, split_everything
 
 ATOL = 1e-4
 
@@ -65,33 +65,6 @@ def gqa_model():
 
 def two_prompts(vocab: int, seeds=(5, 6), shape=(3, 8)):
     return [torch.randint(0, vocab, shape, generator=torch.Generator().manual_seed(s)) for s in seeds]
-
-
-# -------------------------------------------------------------- which/branch, from definitions
-def order(name: str) -> int:
-    """Place of a component in the residual stream: embed, a0, m0, a1, m1, ..."""
-    if name == "embed":
-        return -1
-    return 2 * int(name[1:].split(".")[0]) + (1 if name[0] == "m" else 0)
-
-
-def downstream_patch(node: str):
-    """Activation patching ``node``: it reads input 1; downstream is recomputed; the rest reads 0."""
-
-    def which(path):
-        return 1 if node in path else 0
-
-    def branch(path):
-        if node in path:
-            return False
-        last = path[-1]
-        return (within(last, node) and last != node) or order(last) > order(node)
-
-    return which, branch, (lambda path: node in path)
-
-
-def split_everything(leaf):
-    return (lambda path: leaf), (lambda path: path[-1] != "embed"), (lambda path: 0)
 
 
 # -------------------------------------------------------------- structure

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from causal_hypotheses import Engine, UnknownComponentError
+from causal_hypotheses import UnknownComponentError
 from causal_hypotheses.interventions import activation_patch, activation_patch_sweep, path_patch, path_patch_sweep
 
 import hf_reference as ref

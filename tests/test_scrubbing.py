@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from causal_hypotheses import Engine, InputError
+from causal_hypotheses import InputError
 from causal_hypotheses.interventions import CausalModel, Hypothesis, interchange_intervention_accuracy, scrub
 from causal_hypotheses.interventions.scrubbing import hypothesis_functions
 from causal_hypotheses.tasks import Task, induction

@@ -160,8 +160,13 @@ def scrub(
     patterns = list(hypothesis.paths)
     features = sorted({f for f in hypothesis.paths.values() if f is not None})
 
+    def measured(run, clean_logits) -> torch.Tensor:
+        # Metrics compare with the task's tensors, which stay on the CPU whatever the device.
+        return measure(run.logits.float().cpu(), task, clean_logits).double()
+
     clean_run = engine.run([tokens], lambda path: 0)
-    clean_values = measure(clean_run.logits, task, clean_run.logits).double()
+    clean_logits = clean_run.logits.float().cpu()
+    clean_values = measured(clean_run, clean_logits)
     rows, counters = [], [0, 0, 0]
     ablated_all, scrubbed_all = [], []
     for draw in range(draws):
@@ -175,8 +180,8 @@ def scrub(
         which, branch, key = hypothesis_functions(patterns, input_of, fallback=1)
         scrubbed_run = engine.run(inputs, which, branch, key=key)
         ablated_run = engine.run(inputs, lambda path: 1)
-        scrubbed = measure(scrubbed_run.logits, task, clean_run.logits).double()
-        ablated = measure(ablated_run.logits, task, clean_run.logits).double()
+        scrubbed = measured(scrubbed_run, clean_logits)
+        ablated = measured(ablated_run, clean_logits)
         for run in (scrubbed_run, ablated_run):
             counters[0] += run.stats.node_evaluations
             counters[1] += run.stats.forward_passes
