@@ -155,6 +155,19 @@ def test_head_patch_equals_hook_patching(llama, layer, head):
     assert (expected - ref.logits(model, clean)).abs().max() > 1e-3
 
 
+def test_one_position_head_patch_equals_hook_patching(gqa_model):
+    """Recomputed at the patched position only: the rotary tables must follow the entries."""
+    clean, corrupt = two_prompts(256, seeds=(11, 12))
+    engine = Engine.from_hf(gqa_model)
+    z = ref.head_z(gqa_model, corrupt, 0)
+    z_mixed = ref.head_z(gqa_model, clean, 0).clone()
+    z_mixed[:, 5] = z[:, 5]
+    expected = ref.patch_head_z(gqa_model, clean, 0, 2, z_mixed)
+    got = activation_patch(engine, clean, corrupt, "a0.h2", positions=5, logit_positions=[5, 7])
+    torch.testing.assert_close(got, expected[:, [5, 7]], atol=ATOL, rtol=0)
+    assert (expected[:, 7] - ref.logits(gqa_model, clean)[:, 7]).abs().max() > 1e-3
+
+
 def test_head_output_is_its_share_of_o_proj(gqa_model):
     """Reading only head a1.h3 from the corrupt run (no recomputation) adds its o_proj share."""
     clean, corrupt = two_prompts(256, seeds=(9, 10))

@@ -42,6 +42,18 @@ def test_activation_patch_at_positions(small_model, small_engine):
     assert (everywhere - got).abs().max() > 1e-4
 
 
+@pytest.mark.parametrize("position,read", [(3, [1, 3, 7]), (7, [7]), (0, [0, 5])])
+def test_one_position_patch_recomputes_only_what_changes(small_model, small_engine, position, read):
+    """A head patched at one position changes nothing before it (causal attention) and is
+    recomputed at few entries; the logits at the positions read equal HF's with the hook."""
+    clean, corrupt = batches(small_model, 27)
+    expected = ref.patch_head_z_at(small_model, clean, 2, 7, ref.head_z(small_model, corrupt, 2), [position])
+    got = activation_patch(small_engine, clean, corrupt, "a2.h7", positions=position, logit_positions=read)
+    torch.testing.assert_close(got, expected[:, read], atol=ATOL, rtol=0)
+    assert (expected[:, position] - ref.logits(small_model, clean)[:, position]).abs().max() > 1e-3
+    torch.testing.assert_close(expected[:, :position], ref.logits(small_model, clean)[:, :position], atol=ATOL, rtol=0)
+
+
 def test_path_patch_head_into_two_query_inputs(small_model, small_engine):
     clean, corrupt = batches(small_model, 22)
     delta = head_delta(small_model, clean, corrupt, 3, 4)

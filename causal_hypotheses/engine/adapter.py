@@ -2,7 +2,8 @@
 
 An adapter says where each component lives in one HF architecture.  Subclasses provide
 ``embed``, ``qkv`` (all heads' q, k, v on a residual stream, as (B, T, 3, H, d_head)),
-``ln1_proj`` (one head's q, k or v), ``w_out`` (a head's rows of the output projection),
+``ln1_proj`` (one head's q, k or v; both take the sequence positions of their T axis,
+which differ from 0..T-1 when only some entries are recomputed), ``w_out`` (a head's rows of the output projection),
 ``out_proj``, ``mlp`` (norm included), and the attributes ``model`` (with ``lm_head``) and
 ``final_norm``; this class builds the rest from them.
 """
@@ -22,7 +23,7 @@ class Adapter:
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def qkv(self, layer: int, resid: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+    def qkv(self, layer: int, resid: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def w_out(self, layer: int, head: int) -> torch.Tensor:  # pragma: no cover - abstract
@@ -66,7 +67,8 @@ class Adapter:
         return acts
 
     def site(self, acts: dict, site: tuple, rows: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
-        """Gather ``site`` for batch rows ``rows`` ((B,) or (B, T) with ``positions``)."""
+        """Gather ``site`` for batch rows ``rows``: (B,) for whole rows, (B, T) with ``positions``
+        (B, T) per example and position, or (n,) with ``positions`` (n,) for n entries."""
         kind = site[0]
         if kind == "embed":
             source = acts["embed"]
@@ -75,9 +77,13 @@ class Adapter:
             source = acts["resid_final"] if where == "final" else acts["resid_pre" if where == "attn_in" else "resid_mid"][layer]
         elif kind in ("attn_out", "mlp_out"):
             source = acts[kind][site[1]]
+        elif kind == "qkv" and len(site) == 2:  # every head: (U, T, 3, H, dh)
+            source = acts["qkv"][site[1]]
         elif kind == "qkv":
             _, layer, head, channel = site
             source = acts["qkv"][layer][:, :, channel, head]  # (U, T, dh)
+        elif kind == "z":
+            source = acts["z"][site[1]]  # (U, T, H, dh)
         elif kind == "head_out":
             _, layer, head = site
             z = take(acts["z"][layer][:, :, head], rows, positions)  # (B, T, dh)
@@ -99,10 +105,9 @@ class Adapter:
         return z[:, :, head] @ self.w_out(layer, head)
 
     def final(self, resid: torch.Tensor, positions: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Final norm and unembedding: (hidden_states, logits), logits only at ``positions`` if given."""
-        hidden = self.final_norm(resid)
-        read = hidden if positions is None else hidden[:, list(positions)]
-        return hidden, self.model.lm_head(read)
+        """Final norm and unembedding: (hidden_states, logits), both only at ``positions`` if given."""
+        hidden = self.final_norm(resid if positions is None else resid[:, list(positions)])
+        return hidden, self.model.lm_head(hidden)
 
     def layer_from_core(self, layer: int, z: torch.Tensor) -> torch.Tensor:
         """The whole attention layer's output, bias included: (B, T, D)."""

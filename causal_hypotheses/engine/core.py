@@ -17,6 +17,7 @@ import torch
 from ..errors import InputError, UnsupportedModelError
 from ..graph import ModelGraph
 from .cache import ActivationCache, tree_map
+from .evaluate import Evaluator, live_entries
 from .plan import Node, Planner, Selector
 
 Which = Callable[..., object]
@@ -59,7 +60,7 @@ class RunResult:
 
     def __init__(self, logits, hidden_states, stats: RunStats, root: Node, planner: Planner, n_inputs: int):
         self.logits = logits  # (B, T, V)
-        self.hidden_states = hidden_states  # (B, T, D), after the final norm
+        self.hidden_states = hidden_states  # (B, T, D) after the final norm; (B, P, D) with logit_positions
         self.stats = stats
         self.root = root
         self._planner = planner
@@ -145,9 +146,10 @@ class Engine:
         on themselves and every extension: their subtrees are planned once.  Without it,
         the planner still merges identical computations, but walks every path.
 
-        ``logit_positions`` (an index or list of indices into T) unembeds only those
-        positions: ``logits`` is then (B, P, V), which saves time and memory when a
-        metric reads one position of a large batch.
+        ``logit_positions`` (an index or list of indices into T) computes the output at
+        those positions only: ``logits`` is then (B, P, V) and ``hidden_states`` (B, P, D).
+        Everything that only later positions read is skipped, which saves time and
+        memory when a metric reads one position of a large batch.
         """
         started = time.perf_counter()
         if not callable(which) or (branch is not None and not callable(branch)) or (key is not None and not callable(key)):
@@ -198,107 +200,19 @@ class Engine:
         return self.run(inputs, which, branch, **options), self.cache
 
     def _evaluate(self, order: list[Node], acts: dict, planner: Planner, rows_for) -> tuple:
-        adapter = self.adapter
         uses: dict[int, int] = {}
         for node in order:
             for child in node.children:
                 uses[child.id] = uses.get(child.id, 0) + 1
-        live = _live_rows(order, planner)
+        evaluator = Evaluator(self.adapter, acts, rows_for, planner, live_entries(order, planner), self.device)
         values: dict[int, object] = {}
         for node in order:
-            args = [values[child.id] for child in node.children]
-            op = node.op
-            rows = live.get(node.id)
-            if rows is not None and op in _ROWWISE:  # compute only the examples someone reads
-                rows = rows.to(args[0].device)
-                part = self._compute(node, [a.index_select(0, rows) for a in args])
-                value = part.new_zeros((args[0].shape[0],) + part.shape[1:])
-                value[rows] = part
-            elif op in _ROWWISE or op == "final":
-                value = self._compute(node, args)
-            elif op == "gather":
-                site, selector_key = node.args
-                rows, positions = rows_for[selector_key]
-                value = adapter.site(acts, site, rows, positions)
-            elif op == "delta":
-                value = _delta(adapter, acts, node.args[0], rows_for[node.args[1]], rows_for[node.args[2]])
-            elif op == "mdelta":
-                site, base_key, mask_key = node.args
-                rows = planner.masks[mask_key].rows.nonzero().flatten().to(args[0].device)
-                base_rows, base_positions = rows_for[base_key]
-                picked = base_rows[rows], None if base_positions is None else base_positions[rows]
-                value = (rows, args[0][rows] - adapter.site(acts, site, *picked))
-            elif op == "mix":
-                mask = planner.masks[node.args[0]].rows.to(args[0].device)
-                value = torch.where(mask.view(-1, *([1] * (args[0].dim() - 1))), args[0], args[1])
-            elif op == "sum":
-                value = args[0].clone()
-                for sign, term in zip(node.args[0][1:], args[1:]):
-                    if isinstance(term, tuple):  # (rows, change): rows are distinct
-                        value[term[0]] += term[1]
-                    else:
-                        value.add_(term, alpha=sign)
-            else:  # pragma: no cover
-                raise AssertionError(f"unknown op {op}")
-            values[node.id] = value
+            values[node.id] = evaluator.evaluate(node, [values[child.id] for child in node.children])
             for child in node.children:
                 uses[child.id] -= 1
                 if uses[child.id] == 0:
                     del values[child.id]
         return values[order[-1].id]
-
-
-    def _compute(self, node: Node, args: list):
-        adapter, op = self.adapter, node.op
-        if op == "proj":
-            return adapter.ln1_proj(*node.args, args[0])
-        if op == "head":
-            return adapter.head_from_qkv(*node.args, *args)
-        if op == "core":
-            return adapter.attn_core(node.args[0], args[0])
-        if op == "head_core":
-            return adapter.head_from_core(*node.args, args[0])
-        if op == "layer_core":
-            return adapter.layer_from_core(node.args[0], args[0])
-        if op == "mlp":
-            return adapter.mlp(node.args[0], args[0])
-        return adapter.final(args[0], node.args[0])
-
-
-# Computations that treat examples independently: they may run on the live examples only.
-_ROWWISE = frozenset({"proj", "head", "core", "head_core", "layer_core", "mlp"})
-
-
-def _live_rows(order: list[Node], planner: Planner) -> dict[int, torch.Tensor]:
-    """For each node, the example rows whose value some consumer reads (absent: all rows).
-
-    Where ``branch`` split some examples only, the computed side is read for those
-    examples alone; nodes that only serve it need not compute the others.
-    """
-    need: dict[int, torch.Tensor | None] = {order[-1].id: None}  # None: every row
-
-    def add(child: Node, rows):
-        if child.id not in need:
-            need[child.id] = rows
-        elif need[child.id] is not None:
-            need[child.id] = None if rows is None else need[child.id] | rows
-
-    for node in reversed(order):
-        if node.id not in need:
-            continue  # pragma: no cover - every node has a consumer
-        rows = need[node.id]
-        if node.op == "mix":
-            mask = planner.masks[node.args[0]].rows
-            own = mask if rows is None else rows & mask
-            add(node.children[0], own)
-            add(node.children[1], ~mask if rows is None else rows & ~mask)
-        elif node.op == "mdelta":
-            mask = planner.masks[node.args[2]].rows
-            add(node.children[0], mask if rows is None else rows & mask)
-        else:
-            for child in node.children:
-                add(child, rows)
-    return {node_id: rows.nonzero().flatten() for node_id, rows in need.items() if rows is not None and not bool(rows.all())}
 
 
 def _adapter_for(model):
@@ -316,25 +230,6 @@ def _adapter_for(model):
         "transformers.GPT2LMHeadModel (model_type 'gpt2') and transformers.LlamaForCausalLM "
         "(model_type 'llama'). Load it with GPT2LMHeadModel or LlamaForCausalLM"
     )
-
-
-def _delta(adapter, acts, site, chosen, base):
-    """(changed rows, site on the chosen input minus on the base) for rows that differ."""
-    rows, positions = chosen
-    base_rows, base_positions = base
-    if (positions is None) != (base_positions is None):  # compare per position
-        seq_positions = positions if positions is not None else base_positions
-        rows, base_rows = (r if r.dim() == 2 else r[:, None].expand_as(seq_positions) for r in (rows, base_rows))
-        positions = base_positions = seq_positions
-    differs = rows != base_rows
-    if differs.dim() == 2:
-        differs = differs.any(1)
-    index = differs.nonzero().flatten()
-
-    def pick(selected, selected_positions):
-        return selected[index], None if selected_positions is None else selected_positions[index]
-
-    return index, adapter.site(acts, site, *pick(rows, positions)) - adapter.site(acts, site, *pick(base_rows, base_positions))
 
 
 def _logit_positions(value, seq: int) -> tuple | None:

@@ -63,8 +63,9 @@ class GPT2Adapter(Adapter):
         positions = torch.arange(tokens.shape[1], device=tokens.device)
         return self.transformer.wte(tokens) + self.transformer.wpe(positions)  # (B, T, D)
 
-    def qkv(self, layer: int, resid: torch.Tensor) -> torch.Tensor:
-        """All heads' q, k, v on one residual stream: (B, T, 3, H, d_head)."""
+    def qkv(self, layer: int, resid: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """All heads' q, k, v on one residual stream: (B, T, 3, H, d_head); positions enter
+        GPT-2 at the embedding only, so ``positions`` is unused."""
         B, T, _ = resid.shape
         block = self.blocks[layer]
         return block.attn.c_attn(block.ln_1(resid)).view(B, T, 3, self.n_heads, self.d_head)
@@ -72,7 +73,7 @@ class GPT2Adapter(Adapter):
     def out_proj(self, layer: int, z_flat: torch.Tensor) -> torch.Tensor:
         return self.blocks[layer].attn.c_proj(z_flat)
 
-    def ln1_proj(self, layer: int, head: int, channel: int, resid: torch.Tensor) -> torch.Tensor:
+    def ln1_proj(self, layer: int, head: int, channel: int, resid: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
         """One head's q/k/v on a residual stream (B, T, D) -> (B, T, dh)."""
         weight, bias = self._w_qkv(layer, head, channel)
         return torch.addmm(bias, self.blocks[layer].ln_1(resid).flatten(0, 1), weight).view(*resid.shape[:2], -1)

@@ -61,17 +61,19 @@ class LlamaAdapter(Adapter):
         return self.blocks[layer].self_attn.o_proj.weight[:, start : start + self.d_head].T
 
     # ------------------------------------------------------------------ math
-    def _rotary(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos, sin (T, d_head) for positions 0..T-1, from the model's rotary module."""
-        seq = x.shape[1]
+    def _rotary(self, x: torch.Tensor, positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin (T, d_head) for x's sequence axis: positions 0..T-1, or ``positions`` (T,)."""
+        seq = x.shape[1] if positions is None else int(positions.max()) + 1
         key = (seq, x.device, x.dtype)
         found = self._rotary_cache.get(key)
         if found is None:
-            positions = torch.arange(seq, device=x.device)[None]  # (1, T)
+            table = torch.arange(seq, device=x.device)[None]  # (1, seq)
             with torch.no_grad():
-                cos, sin = self.base.rotary_emb(x, positions)
+                cos, sin = self.base.rotary_emb(x, table)
             found = self._rotary_cache[key] = (cos[0], sin[0])
-        return found
+        if positions is None:
+            return found
+        return found[0][positions], found[1][positions]
 
     def _rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         """Rotary rotation of x (B, T, ..., d_head) with cos/sin (T, d_head)."""
@@ -82,15 +84,17 @@ class LlamaAdapter(Adapter):
         turned = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
         return x * cos + turned * sin
 
-    def qkv(self, layer: int, resid: torch.Tensor) -> torch.Tensor:
-        """All query heads' rotated q, k, v on one residual stream: (B, T, 3, H, d_head)."""
+    def qkv(self, layer: int, resid: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """All query heads' rotated q, k, v on one residual stream: (B, T, 3, H, d_head).
+
+        ``positions`` (T,): the sequence positions of resid's T axis (default 0..T-1)."""
         B, T, _ = resid.shape
         attn = self.blocks[layer].self_attn
         normed = self.blocks[layer].input_layernorm(resid)
         q = attn.q_proj(normed).view(B, T, self.n_heads, self.d_head)
         k = attn.k_proj(normed).view(B, T, self.n_kv_heads, self.d_head)
         v = attn.v_proj(normed).view(B, T, self.n_kv_heads, self.d_head)
-        cos, sin = self._rotary(resid)
+        cos, sin = self._rotary(resid, positions)
         q, k = self._rotate(q, cos, sin), self._rotate(k, cos, sin)
         if self.group > 1:  # query head h reads key/value head h // group
             k = k.repeat_interleave(self.group, dim=2)
@@ -100,13 +104,13 @@ class LlamaAdapter(Adapter):
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.base.embed_tokens(tokens)  # (B, T, D); positions enter through rotary
 
-    def ln1_proj(self, layer: int, head: int, channel: int, resid: torch.Tensor) -> torch.Tensor:
+    def ln1_proj(self, layer: int, head: int, channel: int, resid: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
         """One query head's q/k/v (q and k rotated) on a residual stream (B, T, D) -> (B, T, dh)."""
         weight, bias = self._w_in(layer, head, channel)
         out = F.linear(self.blocks[layer].input_layernorm(resid), weight, bias)
         if channel == 2:
             return out
-        return self._rotate(out, *self._rotary(resid))
+        return self._rotate(out, *self._rotary(resid, positions))
 
     def out_proj(self, layer: int, z_flat: torch.Tensor) -> torch.Tensor:
         return self.blocks[layer].self_attn.o_proj(z_flat)

@@ -78,6 +78,7 @@ class Planner:
         self.selectors: dict[tuple, Selector] = {}
         self.masks: dict[tuple, Mask] = {}
         self._memo: dict[tuple, object] = {}
+        self._restricted: dict[tuple, Selector] = {}
         self.memo_hits = 0
         self.paths_visited = 0
 
@@ -172,6 +173,13 @@ class Planner:
 
     def restrict(self, selector: Selector, mask: Mask, base: Selector) -> Selector:
         """``selector`` on the examples in ``mask``, ``base`` elsewhere."""
+        memo_key = (selector.key, mask.key, base.key)
+        found = self._restricted.get(memo_key)
+        if found is None:
+            found = self._restricted[memo_key] = self._restrict(selector, mask, base)
+        return found
+
+    def _restrict(self, selector: Selector, mask: Mask, base: Selector) -> Selector:
         per_position = "position" in (selector.kind, base.kind)
         chosen = self._tensor(selector, per_position)
         rows = mask.rows[:, None] if per_position else mask.rows
@@ -286,7 +294,7 @@ class Planner:
             split = self.branch(path)
             if split is False:
                 return ("g", self.select(path))
-            computed = split_head()
+            computed = split_head(split)
             if split is True:
                 return computed
             site = ("head_out", layer, head)
@@ -294,11 +302,12 @@ class Planner:
             other = self.gather(site, self.select(path))
             return ("n", self.node("mix", (split.key,), (own, other)))
 
-        def split_head():
+        def split_head(split):
             sources = []
             for c, channel in enumerate(CHANNELS):
                 channel_path = path[:-1] + (f"a{layer}.h{head}.{channel}",)
-                sources.append(self.channel(channel_path, layer))
+                source = self.channel(channel_path, layer)
+                sources.append(source if split is True else self._unmixed(source, split))
             if all(source == sources[0] for source in sources):
                 # A head whose three inputs read one input is that input's head output,
                 # unless the choice varies by position: attention mixes positions.
@@ -311,6 +320,16 @@ class Planner:
             return ("n", self.node("head", (layer, head), children))
 
         return self._memoised(path, build)
+
+    def _unmixed(self, source: tuple, mask: Mask) -> tuple:
+        """A channel computed for every example of ``mask`` (and maybe more) is, for a head
+        that only ``mask``'s examples read, simply its residual stream."""
+        if source[0] != "x" or source[1].op != "mix":
+            return source
+        mix = source[1]
+        if bool((mask.rows & ~self.masks[mix.args[0]].rows).any()):
+            return source
+        return ("r", mix.children[0].children[0])  # mix(proj(resid), gather)
 
     def _channel_node(self, layer: int, head: int, c: int, source: tuple) -> Node:
         if source[0] == "g":

@@ -1,0 +1,393 @@
+"""Evaluating a plan on the entries that change.
+
+Every value is a :class:`Patch`: a captured site read for one selector (its *base*),
+overridden at the entries (example, position) where the value may differ.  A component
+recomputed on a residual stream that differs from the captured one at a few entries is
+recomputed at those entries only: a head patched at the last position costs every later
+MLP and projection one position per example instead of all of them.  Attention is the
+one operation that mixes positions; it runs on whole examples, and its output differs
+from the captured one from the first changed position on (a query can only see earlier
+keys).
+
+Entries are flat indices ``example * T + position``.  Examples that no consumer reads
+(see ``live_rows``) are skipped everywhere.
+"""
+from __future__ import annotations
+
+import torch
+
+EMPTY = None  # a Patch without overrides has values None
+
+
+class Patch:
+    """``base`` (site, selector key) read everywhere except at ``index`` (n,), where the
+    value is ``values`` (n, ...).  With ``base`` None the value is unspecified (never read)
+    outside ``index``."""
+
+    __slots__ = ("base", "index", "values")
+
+    def __init__(self, base, index: torch.Tensor, values) -> None:
+        self.base, self.index, self.values = base, index, values
+
+
+class Evaluator:
+    """Evaluates plan nodes in order for one run (see ``Engine.run``).
+
+    ``need`` maps a node id to the (B, T) entries some consumer reads from it (absent:
+    all of them; see :func:`live_entries`); a value may be anything elsewhere.
+    """
+
+    def __init__(self, adapter, acts: dict, rows_for: dict, planner, need: dict, device) -> None:
+        self.adapter, self.acts, self.rows_for, self.planner = adapter, acts, rows_for, planner
+        self.B, self.T = planner.batch, planner.seq
+        self.device = device
+        self.need = {node_id: entries.to(device) for node_id, entries in need.items()}
+        self.no_entries = torch.zeros(0, dtype=torch.long, device=device)
+
+    # ------------------------------------------------------------ entries
+    def _keep(self, index: torch.Tensor, values, need: torch.Tensor | None):
+        """The overrides at entries that ``need`` (B, T) lists (all if None)."""
+        if need is None or index.numel() == 0:
+            return index, values
+        keep = need.reshape(-1)[index]
+        return index[keep], values[keep]
+
+    def _entries(self, need: torch.Tensor | None) -> torch.Tensor:
+        if need is None:
+            return torch.arange(self.B * self.T, device=self.device)
+        return need.reshape(-1).nonzero().flatten()
+
+    def _examples(self, need: torch.Tensor | None) -> torch.Tensor:
+        if need is None:
+            return torch.arange(self.B, device=self.device)
+        return need.any(1).nonzero().flatten()
+
+    def _within(self, need: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor:
+        """``need`` restricted to the examples in ``rows`` (B,)."""
+        rows = rows.to(self.device)[:, None].expand(self.B, self.T)
+        return rows if need is None else need & rows
+
+    def _selection(self, key, index: torch.Tensor):
+        """Captured rows and positions that selector ``key`` reads at entries ``index``."""
+        rows, positions = self.rows_for[key]
+        example, position = index // self.T, index % self.T
+        if positions is None:
+            return rows[example], position
+        return rows[example, position], positions[example, position]
+
+    def base_at(self, base, index: torch.Tensor) -> torch.Tensor:
+        """The captured ``base`` (site, selector key) at entries ``index`` (n,): (n, ...)."""
+        examples = self._whole_examples(index)
+        if examples is not None:  # whole examples: a row gather, much faster than per entry
+            return self.dense(Patch(base, self.no_entries, EMPTY), examples).flatten(0, 1)
+        site, key = base
+        return self.adapter.site(self.acts, site, *self._selection(key, index))
+
+    def _whole_examples(self, index: torch.Tensor) -> torch.Tensor | None:
+        """The examples whose entries ``index`` (sorted) lists completely, if it lists nothing else."""
+        n = index.numel()
+        if n == 0 or n % self.T:
+            return None
+        grid = index.view(-1, self.T)
+        if bool((grid[:, 0] % self.T == 0).all()) and bool((grid == grid[:, :1] + torch.arange(self.T, device=self.device)).all()):
+            return grid[:, 0] // self.T
+        return None
+
+    def dense(self, patch: Patch, examples: torch.Tensor | None = None) -> torch.Tensor:
+        """The value as (B, T, ...) or, for ``examples`` (r,), as (r, T, ...)."""
+        count = self.B if examples is None else examples.numel()
+        if patch.base is not None:
+            site, key = patch.base
+            rows, positions = self.rows_for[key]
+            if examples is not None:
+                rows = rows[examples]
+                positions = None if positions is None else positions[examples]
+            out = self.adapter.site(self.acts, site, rows, positions)
+            if patch.index.numel() == 0:
+                return out
+            out = out.clone()
+        else:
+            out = patch.values.new_zeros((count, self.T) + tuple(patch.values.shape[1:]))
+        if patch.index.numel():
+            index, values = patch.index, patch.values
+            if examples is not None:
+                local = torch.full((self.B,), -1, dtype=torch.long, device=self.device)
+                local[examples] = torch.arange(count, device=self.device)
+                where = local[index // self.T]
+                keep = where >= 0
+                index, values = where[keep] * self.T + index[keep] % self.T, values[keep]
+            out.view((count * self.T,) + tuple(out.shape[2:])).index_copy_(0, index, values)
+        return out
+
+    def _dense_patch(self, need: torch.Tensor | None, compute) -> Patch:
+        """A value computed densely, ``compute(examples) -> (r, T, ...)``, kept where needed."""
+        examples = self._examples(need)
+        entries = self._entries(need)
+        values = compute(examples).flatten(0, 1)
+        return Patch(None, entries, values[self._local(entries, examples)])
+
+    def _local(self, index: torch.Tensor, examples: torch.Tensor) -> torch.Tensor:
+        """Entries ``index`` (all within ``examples``) as flat indices into (r * T)."""
+        local = torch.full((self.B,), -1, dtype=torch.long, device=self.device)
+        local[examples] = torch.arange(examples.numel(), device=self.device)
+        return local[index // self.T] * self.T + index % self.T
+
+    # ------------------------------------------------------------ evaluation
+    def evaluate(self, node, args: list):
+        op, need = node.op, self.need.get(node.id)
+        if op == "gather":
+            return Patch(node.args, self.no_entries, EMPTY)
+        if op == "delta":
+            return self._delta(node.args, need)
+        if op == "mdelta":
+            site, base_key, mask_key = node.args
+            return self._change(args[0], (site, base_key), self._within(need, self.planner.masks[mask_key].rows))
+        if op == "sum":
+            return self._sum(node, args, need)
+        if op == "mix":
+            return self._mix(self.planner.masks[node.args[0]].rows, *args, need)
+        if op == "mlp":
+            layer = node.args[0]
+            return self._tokenwise(args[0], need, ("resid", "mlp_in", layer), ("mlp_out", layer),
+                                   lambda x, t: self.adapter.mlp(layer, x[None])[0])
+        if op == "proj":
+            layer, head, channel = node.args
+            return self._tokenwise(args[0], need, ("resid", "attn_in", layer), ("qkv", layer, head, channel),
+                                   lambda x, t: self.adapter.ln1_proj(layer, head, channel, x[None], t)[0])
+        if op == "head_core":
+            layer, head = node.args
+            return self._tokenwise(args[0], need, ("z", layer), ("head_out", layer, head),
+                                   lambda z, t: self.adapter.head_from_core(layer, head, z[None])[0])
+        if op == "layer_core":
+            layer = node.args[0]
+            return self._tokenwise(args[0], need, ("z", layer), ("attn_out", layer),
+                                   lambda z, t: self.adapter.layer_from_core(layer, z[None])[0])
+        if op == "core":
+            return self._core(node.args[0], args[0], need)
+        if op == "head":
+            return self._head(*node.args, args, need)
+        if op == "final":
+            return self.adapter.final(self.dense(args[0]), node.args[0])
+        raise AssertionError(f"unknown op {op}")  # pragma: no cover
+
+    def _delta(self, args: tuple, need) -> Patch:
+        """The site read by one selector minus by another, at the entries where they differ."""
+        site, chosen, base = args
+        everything = self._entries(need)
+        picked, at = self._selection(chosen, everything)
+        base_rows, base_at = self._selection(base, everything)
+        index = everything[(picked != base_rows) | (at != base_at)]
+        change = self.base_at((site, chosen), index) - self.base_at((site, base), index)
+        return Patch(None, index, change)
+
+    def _rebase(self, patch: Patch, base, need) -> Patch:
+        """The same value at the entries ``need`` lists, as overrides of ``base``, a read of
+        the same site by another selector: entries where the two selectors read different
+        captured rows become overrides too."""
+        index, values = self._keep(patch.index, patch.values, need)
+        if patch.base == base:
+            return Patch(base, index, values)
+        entries = self._entries(need)
+        mine, mine_at = self._selection(patch.base[1], entries)
+        theirs, theirs_at = self._selection(base[1], entries)
+        differ = (mine != theirs) | (mine_at != theirs_at)
+        if index.numel():
+            differ[torch.isin(entries, index)] = False
+        extra = entries[differ]
+        if extra.numel() == 0:
+            return Patch(base, index, values)
+        parts = [(extra, self.base_at(patch.base, extra))] + ([(index, values)] if index.numel() else [])
+        return _joined(base, parts)
+
+    def _change(self, computed: Patch, base, need) -> Patch:
+        """``computed`` minus the captured ``base`` site, where ``need`` says."""
+        if computed.base is not None and computed.base[0] == base[0]:
+            rebased = self._rebase(computed, base, need)
+            if rebased.index.numel() == 0:
+                return Patch(None, rebased.index, None)
+            return Patch(None, rebased.index, rebased.values - self.base_at(base, rebased.index))
+        captured = Patch(base, self.no_entries, EMPTY)
+        return self._dense_patch(need, lambda examples: self.dense(computed, examples) - self.dense(captured, examples))
+
+    def _sum(self, node, args: list, need) -> Patch:
+        """The captured residual (the first term) plus every change (the others)."""
+        signs, base = node.args[0], args[0].base
+        changes, i = [], 1
+        while i < len(args):
+            if node.children[i].op in ("delta", "mdelta"):
+                changes.append(args[i])
+                i += 1
+            else:  # a recomputed component and, with sign -1, its captured value
+                assert signs[i] == 1 and signs[i + 1] == -1 and args[i + 1].index.numel() == 0
+                changes.append(self._change(args[i], args[i + 1].base, need))
+                i += 2
+        changes = [Patch(None, *self._keep(c.index, c.values, need)) for c in changes if c.index.numel()]
+        changes = [c for c in changes if c.index.numel()]
+        if not changes:
+            return args[0]
+        index, where = torch.unique(torch.cat([c.index for c in changes]), return_inverse=True)
+        values = self.base_at(base, index)
+        offset = 0
+        for change in changes:
+            n = change.index.numel()
+            values.index_add_(0, where[offset : offset + n], change.values)
+            offset += n
+        return Patch(base, index, values)
+
+    def _mix(self, mask: torch.Tensor, own: Patch, other: Patch, need) -> Patch:
+        """``own`` for the examples in ``mask`` (B,), ``other`` for the rest."""
+        mask = mask.to(self.device)
+        if own.base is not None and other.base is not None and own.base[0] == other.base[0]:
+            own = self._rebase(own, other.base, self._within(need, mask))
+            parts = [(own.index, own.values), self._keep(other.index, other.values, self._within(need, ~mask))]
+            parts = [(index, values) for index, values in parts if index.numel()]
+            return _joined(other.base, parts) if parts else Patch(other.base, self.no_entries, EMPTY)
+
+        def compute(examples):
+            first, second = self.dense(own, examples), self.dense(other, examples)
+            return torch.where(mask[examples].view(-1, *([1] * (first.dim() - 1))), first, second)
+
+        return self._dense_patch(need, compute)
+
+    def _tokenwise(self, x: Patch, need, in_site, out_site, fn) -> Patch:
+        """A computation that treats every (example, position) alone: run on the changed entries."""
+        if x.base is not None and x.base[0] == in_site:
+            index, values = self._keep(x.index, x.values, need)
+            if index.numel() == 0:
+                return Patch((out_site, x.base[1]), index, EMPTY)
+            return Patch((out_site, x.base[1]), index, fn(values, index % self.T))
+        index = self._entries(need)
+        examples = self._examples(need)
+        values = self.dense(x, examples).flatten(0, 1)[self._local(index, examples)]
+        return Patch(None, index, fn(values, index % self.T))
+
+    def _attended(self, changed_q: list[Patch], changed_kv: list[Patch], examples: torch.Tensor, need) -> torch.Tensor:
+        """Needed entries (of ``examples``) whose attention output may change: where the
+        query changed, and from the first changed key or value on."""
+        T = self.T
+        first = torch.full((self.B,), T, dtype=torch.long, device=self.device)
+        for patch in changed_kv:
+            first.scatter_reduce_(0, patch.index // T, patch.index % T, reduce="amin")
+        positions = torch.arange(T, device=self.device)
+        hit = positions[None, :] >= first[examples, None]  # (r, T)
+        for patch in changed_q:
+            marks = torch.zeros(self.B * T, dtype=torch.bool, device=self.device)
+            marks[patch.index] = True
+            hit |= marks.view(self.B, T)[examples]
+        if need is not None:
+            hit &= need[examples]
+        return (examples[:, None] * T + positions)[hit]
+
+    def _mixed(self, key, rows: torch.Tensor) -> list[Patch]:
+        """For attention: every entry of the examples (of ``rows``) whose selector ``key``
+        reads different inputs at different positions (no captured run attended over them)."""
+        selected, positions = self.rows_for[key]
+        if positions is None:
+            return []
+        varies = (selected != selected[:, :1]).any(1) & rows
+        if not bool(varies.any()):
+            return []
+        return [Patch(None, self._entries(varies[:, None].expand(self.B, self.T)), None)]
+
+    def _changed_examples(self, patches: list[Patch], rows: torch.Tensor) -> torch.Tensor:
+        changed = torch.zeros(self.B, dtype=torch.bool, device=self.device)
+        for patch in patches:
+            changed[patch.index // self.T] = True
+        return (changed & rows).nonzero().flatten()
+
+    def _rows(self, need) -> torch.Tensor:
+        """(B,) examples with some needed entry."""
+        return torch.ones(self.B, dtype=torch.bool, device=self.device) if need is None else need.any(1)
+
+    def _core(self, layer: int, resid: Patch, need) -> Patch:
+        """All heads of a layer: z (B, T, H, dh)."""
+        if resid.base is None or resid.base[0] != ("resid", "attn_in", layer):
+            return self._dense_patch(need, lambda examples: self.adapter.attn_core(layer, self.dense(resid, examples)))
+        key, rows = resid.base[1], self._rows(need)
+        changes = [resid] + self._mixed(key, rows)
+        examples = self._changed_examples(changes, rows)
+        if examples.numel() == 0:
+            return Patch((("z", layer), key), self.no_entries, EMPTY)
+        qkv = self.dense(Patch((("qkv", layer), key), self.no_entries, EMPTY), examples)
+        index, values = self._keep(resid.index, resid.values, rows[:, None].expand(self.B, self.T))
+        if index.numel():
+            local = self._local(index, examples)
+            qkv.view((-1,) + tuple(qkv.shape[2:])).index_copy_(0, local, self.adapter.qkv(layer, values[None], index % self.T)[0])
+        z = self.adapter.core_from_qkv(layer, qkv)  # (r, T, H, dh)
+        changed = self._attended([], changes, examples, need)
+        return Patch((("z", layer), key), changed, z.flatten(0, 1)[self._local(changed, examples)])
+
+    def _head(self, layer: int, head: int, channels: list[Patch], need) -> Patch:
+        """One head from its q, k and v inputs: its write to the residual stream (B, T, D)."""
+        keys = {c.base[1] if c.base is not None and c.base[0] == ("qkv", layer, head, i) else None for i, c in enumerate(channels)}
+        if len(keys) == 1 and None not in keys:
+            key, rows = keys.pop(), self._rows(need)
+            mixed = self._mixed(key, rows)
+            examples = self._changed_examples(channels + mixed, rows)
+            if examples.numel() == 0:
+                return Patch((("head_out", layer, head), key), self.no_entries, EMPTY)
+            q, k, v = (self.dense(c, examples) for c in channels)
+            z = self.adapter.attend(layer, q[:, None], k[:, None], v[:, None])[:, 0]  # (r, T, dh)
+            changed = self._attended(channels[:1], channels[1:] + mixed, examples, need)
+            picked = z.flatten(0, 1)[self._local(changed, examples)]
+            return Patch((("head_out", layer, head), key), changed, picked @ self.adapter.w_out(layer, head))
+        return self._dense_patch(need, lambda examples: self.adapter.head_from_qkv(layer, head, *(self.dense(c, examples) for c in channels)))
+
+
+def live_entries(order: list, planner) -> dict:
+    """For each node, the (B, T) entries whose value some consumer reads (absent: all).
+
+    The output reads the logit positions only.  Where ``branch`` split some examples
+    only, each side of a split is read for its examples alone.  Attention reads keys and
+    values at every position up to the last query position it must produce.
+    """
+    batch, seq = planner.batch, planner.seq
+    root = order[-1]
+    positions = root.args[0]
+    start = None
+    if positions is not None:
+        start = torch.zeros(batch, seq, dtype=torch.bool)
+        start[:, list(positions)] = True
+    need: dict[int, torch.Tensor | None] = {root.id: start}
+
+    def add(child, entries):
+        if child.id not in need:
+            need[child.id] = entries
+        elif need[child.id] is not None:
+            need[child.id] = None if entries is None else need[child.id] | entries
+
+    def rows(mask, entries):
+        mask = mask[:, None].expand(batch, seq)
+        return mask if entries is None else entries & mask
+
+    def prefix(entries):
+        if entries is None:
+            return None
+        return entries.flip(1).int().cummax(1).values.flip(1).bool()
+
+    for node in reversed(order):
+        entries = need[node.id]
+        if node.op == "mix":
+            mask = planner.masks[node.args[0]].rows
+            add(node.children[0], rows(mask, entries))
+            add(node.children[1], rows(~mask, entries))
+        elif node.op == "mdelta":
+            add(node.children[0], rows(planner.masks[node.args[2]].rows, entries))
+        elif node.op == "core":
+            add(node.children[0], prefix(entries))
+        elif node.op == "head":
+            add(node.children[0], entries)
+            for child in node.children[1:]:
+                add(child, prefix(entries))
+        else:
+            for child in node.children:
+                add(child, entries)
+    return {node_id: entries for node_id, entries in need.items() if entries is not None and not bool(entries.all())}
+
+
+def _joined(base, parts: list[tuple]) -> Patch:
+    """One Patch of ``base`` from overrides on disjoint entries."""
+    if not parts:
+        raise AssertionError("no overrides to join")  # pragma: no cover
+    index, order = torch.sort(torch.cat([index for index, _ in parts]))
+    return Patch(base, index, torch.cat([values for _, values in parts])[order])
