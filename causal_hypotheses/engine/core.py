@@ -3,7 +3,8 @@
 A run has three steps: plan (walk the tree, asking ``branch`` where to split and
 ``which`` what each unsplit part reads), capture (one ordinary forward over the distinct
 input rows the plan reads, reusing the engine's activation cache), and evaluate (each
-distinct node once, in order, freeing values as soon as nothing needs them).
+distinct node once, in order, on the entries where its value differs from the captured
+one and someone reads it, freeing values as soon as nothing needs them; see evaluate.py).
 """
 from __future__ import annotations
 
