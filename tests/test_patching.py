@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 import torch
 
-from causal_hypotheses import UnknownComponentError
+from causal_hypotheses import Engine, UnknownComponentError
+from causal_hypotheses.models import random_gpt2
 from causal_hypotheses.interventions import activation_patch, activation_patch_sweep, path_patch, path_patch_sweep
 
 import hf_reference as ref
@@ -61,6 +62,19 @@ def test_path_patch_head_into_two_query_inputs(small_model, small_engine):
     got = path_patch(small_engine, clean, corrupt, ["a3.h4"], ["a9.h6.q", "a10.h7.q"])
     torch.testing.assert_close(got, expected, atol=ATOL, rtol=0)
     assert (expected - ref.logits(small_model, clean)).abs().max() > 1e-4
+
+
+def test_a_receiver_downstream_of_another_reads_only_the_direct_change():
+    """Receivers a1.h0.q and a2.h1.q: a2.h1's query reads the clean stream plus a0.h1's
+    change, not a1.h0's recomputed output (Wang et al.'s two-run recipe). Sharp attention
+    makes the difference 0.6 in the logits; the engine got it wrong before this test."""
+    model = random_gpt2("tiny", seed=3, std=0.3, n_layer=3)
+    clean, corrupt = batches(model, 28)
+    delta = head_delta(model, clean, corrupt, 0, 1)
+    expected = ref.path_patch_channels(model, clean, delta, [(1, 0, 0), (2, 1, 0)])
+    got = path_patch(Engine.from_hf(model), clean, corrupt, ["a0.h1"], ["a1.h0.q", "a2.h1.q"])
+    torch.testing.assert_close(got, expected, atol=ATOL, rtol=0)
+    assert (expected - ref.logits(model, clean)).abs().max() > 0.1
 
 
 def test_path_patch_two_senders_into_a_whole_head(tiny_model, tiny_engine):

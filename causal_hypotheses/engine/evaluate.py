@@ -9,8 +9,9 @@ one operation that mixes positions; it runs on whole examples, and its output di
 from the captured one from the first changed position on (a query can only see earlier
 keys).
 
-Entries are flat indices ``example * T + position``.  Examples that no consumer reads
-(see ``live_rows``) are skipped everywhere.
+Entries are flat indices ``example * T + position``.  Entries that no consumer reads
+(see :func:`live_entries`: the other examples of a split, and what no requested logit
+position depends on) are skipped everywhere.
 """
 from __future__ import annotations
 

@@ -111,7 +111,13 @@ def activation_patch_functions(block_nodes: Sequence[frozenset], batch: int, pat
 
 
 def path_patch_functions(block_senders: Sequence[frozenset], receivers: frozenset, batch: int, pattern=None):
-    """Block k: paths entering a receiver directly from one of its senders read input 1."""
+    """Block k: paths entering a receiver directly from one of its senders read input 1.
+
+    A receiver's input is its clean input plus the senders' direct changes, as in the
+    two-run recipe of Wang et al.: inside it no other component is recomputed, not even
+    a receiver that is upstream (a10.h7's changed output reaches a11.h10's keys through
+    the recomputed downstream, but not a11.h10's query when that is a receiver too).
+    """
     blocks = _Blocks(len(block_senders), batch, pattern)
     by_name: dict[str, list[int]] = {}
     for k, senders in enumerate(block_senders):
@@ -120,24 +126,30 @@ def path_patch_functions(block_senders: Sequence[frozenset], receivers: frozense
     inner = [r for r in receivers if r != OUT]
     splits: dict[tuple, object] = {}
 
-    def enters_receiver(path) -> bool:
+    def is_receiver(name: str) -> bool:
+        return any(within(r, name) for r in inner)
+
+    def state(path) -> tuple[bool, bool]:
+        """(the path has entered a receiver's input, it did so at its last step)."""
         if len(path) == 1:
-            return OUT in receivers
-        entry = path[-2]
-        return any(within(r, entry) for r in inner)
+            return OUT in receivers, OUT in receivers
+        entry = is_receiver(path[-2])
+        return entry or OUT in receivers or any(is_receiver(name) for name in path[:-2]), entry
 
     def which(path):
-        return blocks.select(by_name.get(path[-1], []) if enters_receiver(path) else [])
+        inside, entry = state(path)
+        return blocks.select(by_name.get(path[-1], []) if entry else [])
 
     def branch(path):
-        entry, last = enters_receiver(path), path[-1]
-        if (entry, last) not in splits:
-            toward = any(within(last, r) or within(r, last) or order(last) > order(r) for r in inner)
-            splits[(entry, last)] = blocks.split([
-                not (entry and last in senders)
-                and (toward or (entry and any(strictly_contains(last, s) for s in senders)))
-                for senders in block_senders
-            ])
-        return splits[(entry, last)]
+        inside, entry = state(path)
+        last = path[-1]
+        if (inside, entry, last) not in splits:
+            if not inside:  # toward the receivers: split what contains or follows one
+                needs = any(within(last, r) or within(r, last) or order(last) > order(r) for r in inner)
+                answers = [needs] * len(block_senders)
+            else:  # in a receiver's input: split only to reach a sender inside a layer
+                answers = [entry and last not in senders and any(strictly_contains(last, s) for s in senders) for senders in block_senders]
+            splits[(inside, entry, last)] = blocks.split(answers)
+        return splits[(inside, entry, last)]
 
-    return which, branch, enters_receiver
+    return which, branch, state
