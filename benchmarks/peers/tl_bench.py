@@ -26,8 +26,8 @@ METHODS = {
         "patching": "transformer_lens.patching.generic_activation_patch over (layer, pos, head) rows: one forward per head",
     },
     "path_patch_q": {
-        "fork": "use_split_qkv_input: the sender's corrupt-minus-clean write added to the receivers' "
-        "own hook_q_input (the mechanism of patching.get_act_patch_direct_path), one forward per sender layer",
+        "fork": "use_split_qkv_input: each receiver's own hook_q_input set to its clean-run value plus the sender's "
+        "corrupt-minus-clean write (the mechanism of patching.get_act_patch_direct_path), one forward per sender layer",
         "two_run": "Wang et al. recipe: run 1 sender corrupt, every other head (hook_z) and MLP (hook_mlp_out) "
         "frozen clean, capture the receivers' hook_q; run 2 clean with those q's; two forwards per sender layer",
     },
@@ -110,15 +110,21 @@ def path_patch_fork(bridge, data):
     out = torch.empty(len(senders), n_heads)
     bridge.set_use_split_qkv_input(True)
     try:
+        # The receivers' query inputs in the clean run: a receiver reads the clean stream plus
+        # the sender's change, not another receiver's recomputed output (a10.h7 -> a11.h10).
+        names = {f"blocks.{r_layer}.attn.hook_q_input" for r_layer, _ in common.RECEIVERS}
+        _, q_in_cache = bridge.run_with_cache(clean, names_filter=lambda name: name in names)
+        clean_q_in = {r_layer: q_in_cache[f"blocks.{r_layer}.attn.hook_q_input"].repeat(n_heads, 1, 1, 1)
+                      for r_layer, _ in common.RECEIVERS}
         for layer in senders:
             delta = sender_writes(bridge, data, layer, clean_cache, corrupt_cache).flatten(0, 1)  # (G*B, T, D)
 
-            def add(fork, hook, head):
+            def set_input(fork, hook, layer, head):
                 fork = fork.clone()  # (G*B, T, H, D): each head's own copy of the stream
-                fork[:, :, head] += delta
+                fork[:, :, head] = clean_q_in[layer][:, :, head] + delta
                 return fork
 
-            hooks = [(f"blocks.{r_layer}.attn.hook_q_input", lambda x, hook, h=r_head: add(x, hook, h))
+            hooks = [(f"blocks.{r_layer}.attn.hook_q_input", lambda x, hook, l=r_layer, h=r_head: set_input(x, hook, l, h))
                      for r_layer, r_head in common.RECEIVERS]
             logits = bridge.run_with_hooks(rows, fwd_hooks=hooks)
             out[layer] = common.logit_diff(logits, data["answer"], data["distractor"])
