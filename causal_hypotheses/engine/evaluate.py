@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import torch
 
-EMPTY = None  # a Patch without overrides has values None
-
-
 class Patch:
     """``base`` (site, selector key) read everywhere except at ``index`` (n,), where the
     value is ``values`` (n, ...).  With ``base`` None the value is unspecified (never read)
@@ -44,6 +41,10 @@ class Evaluator:
         self.device = device
         self.need = {node_id: entries.to(device) for node_id, entries in need.items()}
         self.no_entries = torch.zeros(0, dtype=torch.long, device=device)
+
+    def captured(self, base) -> Patch:
+        """The captured ``base`` (site, selector key) with no overrides."""
+        return Patch(base, self.no_entries, None)
 
     # ------------------------------------------------------------ entries
     def _keep(self, index: torch.Tensor, values, need: torch.Tensor | None):
@@ -76,11 +77,16 @@ class Evaluator:
             return rows[example], position
         return rows[example, position], positions[example, position]
 
+    def _differs(self, key, other, index: torch.Tensor) -> torch.Tensor:
+        """(n,) bool: whether selectors ``key`` and ``other`` read different captured rows at
+        entries ``index`` (both read the entry's own position)."""
+        return self._selection(key, index)[0] != self._selection(other, index)[0]
+
     def base_at(self, base, index: torch.Tensor) -> torch.Tensor:
         """The captured ``base`` (site, selector key) at entries ``index`` (n,): (n, ...)."""
         examples = self._whole_examples(index)
         if examples is not None:  # whole examples: a row gather, much faster than per entry
-            return self.dense(Patch(base, self.no_entries, EMPTY), examples).flatten(0, 1)
+            return self.dense(self.captured(base), examples).flatten(0, 1)
         site, key = base
         return self.adapter.site(self.acts, site, *self._selection(key, index))
 
@@ -112,11 +118,9 @@ class Evaluator:
         if patch.index.numel():
             index, values = patch.index, patch.values
             if examples is not None:
-                local = torch.full((self.B,), -1, dtype=torch.long, device=self.device)
-                local[examples] = torch.arange(count, device=self.device)
-                where = local[index // self.T]
+                where = self._local(index, examples)
                 keep = where >= 0
-                index, values = where[keep] * self.T + index[keep] % self.T, values[keep]
+                index, values = where[keep], values[keep]
             out.view((count * self.T,) + tuple(out.shape[2:])).index_copy_(0, index, values)
         return out
 
@@ -128,7 +132,8 @@ class Evaluator:
         return Patch(None, entries, values[self._local(entries, examples)])
 
     def _local(self, index: torch.Tensor, examples: torch.Tensor) -> torch.Tensor:
-        """Entries ``index`` (all within ``examples``) as flat indices into (r * T)."""
+        """Entries ``index`` as flat indices into (r * T) for ``examples`` (r,); negative for
+        entries of other examples."""
         local = torch.full((self.B,), -1, dtype=torch.long, device=self.device)
         local[examples] = torch.arange(examples.numel(), device=self.device)
         return local[index // self.T] * self.T + index % self.T
@@ -137,7 +142,7 @@ class Evaluator:
     def evaluate(self, node, args: list):
         op, need = node.op, self.need.get(node.id)
         if op == "gather":
-            return Patch(node.args, self.no_entries, EMPTY)
+            return self.captured(node.args)
         if op == "delta":
             return self._delta(node.args, need)
         if op == "mdelta":
@@ -175,9 +180,7 @@ class Evaluator:
         """The site read by one selector minus by another, at the entries where they differ."""
         site, chosen, base = args
         everything = self._entries(need)
-        picked, at = self._selection(chosen, everything)
-        base_rows, base_at = self._selection(base, everything)
-        index = everything[(picked != base_rows) | (at != base_at)]
+        index = everything[self._differs(chosen, base, everything)]
         change = self.base_at((site, chosen), index) - self.base_at((site, base), index)
         return Patch(None, index, change)
 
@@ -189,9 +192,7 @@ class Evaluator:
         if patch.base == base:
             return Patch(base, index, values)
         entries = self._entries(need)
-        mine, mine_at = self._selection(patch.base[1], entries)
-        theirs, theirs_at = self._selection(base[1], entries)
-        differ = (mine != theirs) | (mine_at != theirs_at)
+        differ = self._differs(patch.base[1], base[1], entries)
         if index.numel():
             differ[torch.isin(entries, index)] = False
         extra = entries[differ]
@@ -207,7 +208,7 @@ class Evaluator:
             if rebased.index.numel() == 0:
                 return Patch(None, rebased.index, None)
             return Patch(None, rebased.index, rebased.values - self.base_at(base, rebased.index))
-        captured = Patch(base, self.no_entries, EMPTY)
+        captured = self.captured(base)
         return self._dense_patch(need, lambda examples: self.dense(computed, examples) - self.dense(captured, examples))
 
     def _sum(self, node, args: list, need) -> Patch:
@@ -242,7 +243,7 @@ class Evaluator:
             own = self._rebase(own, other.base, self._within(need, mask))
             parts = [(own.index, own.values), self._keep(other.index, other.values, self._within(need, ~mask))]
             parts = [(index, values) for index, values in parts if index.numel()]
-            return _joined(other.base, parts) if parts else Patch(other.base, self.no_entries, EMPTY)
+            return _joined(other.base, parts) if parts else self.captured(other.base)
 
         def compute(examples):
             first, second = self.dense(own, examples), self.dense(other, examples)
@@ -255,12 +256,10 @@ class Evaluator:
         if x.base is not None and x.base[0] == in_site:
             index, values = self._keep(x.index, x.values, need)
             if index.numel() == 0:
-                return Patch((out_site, x.base[1]), index, EMPTY)
+                return self.captured((out_site, x.base[1]))
             return Patch((out_site, x.base[1]), index, fn(values, index % self.T))
-        index = self._entries(need)
-        examples = self._examples(need)
-        values = self.dense(x, examples).flatten(0, 1)[self._local(index, examples)]
-        return Patch(None, index, fn(values, index % self.T))
+        read = self._dense_patch(need, lambda examples: self.dense(x, examples))
+        return Patch(None, read.index, fn(read.values, read.index % self.T))
 
     def _attended(self, changed_q: list[Patch], changed_kv: list[Patch], examples: torch.Tensor, need) -> torch.Tensor:
         """Needed entries (of ``examples``) whose attention output may change: where the
@@ -308,8 +307,8 @@ class Evaluator:
         changes = [resid] + self._mixed(key, rows)
         examples = self._changed_examples(changes, rows)
         if examples.numel() == 0:
-            return Patch((("z", layer), key), self.no_entries, EMPTY)
-        qkv = self.dense(Patch((("qkv", layer), key), self.no_entries, EMPTY), examples)
+            return self.captured((("z", layer), key))
+        qkv = self.dense(self.captured((("qkv", layer), key)), examples)
         index, values = self._keep(resid.index, resid.values, rows[:, None].expand(self.B, self.T))
         if index.numel():
             local = self._local(index, examples)
@@ -326,7 +325,7 @@ class Evaluator:
             mixed = self._mixed(key, rows)
             examples = self._changed_examples(channels + mixed, rows)
             if examples.numel() == 0:
-                return Patch((("head_out", layer, head), key), self.no_entries, EMPTY)
+                return self.captured((("head_out", layer, head), key))
             q, k, v = (self.dense(c, examples) for c in channels)
             z = self.adapter.attend(layer, q[:, None], k[:, None], v[:, None])[:, 0]  # (r, T, dh)
             changed = self._attended(channels[:1], channels[1:] + mixed, examples, need)
