@@ -77,25 +77,16 @@ def test_repeated_half_is_predicted(run):
     assert second < 0.3 * first
 
 
-def test_previous_token_heads(model, run):
+@pytest.mark.parametrize("lag,heads", [(1, trained.PREVIOUS_TOKEN_HEADS), (2, trained.PREVIOUS_PREVIOUS_TOKEN_HEADS)])
+def test_heads_attending_to_earlier_tokens(model, run, lag, heads):
+    """The named layer-0 heads attend to position t - lag; no other head does."""
     _, out = run
-    queries = torch.arange(1, trained.SEQ_LEN)
-    scores = {name: _lag_score(out, name, 1, queries) for name in _all_heads(model)}
-    print("attention to t-1:", {k: round(v, 3) for k, v in scores.items()})
-    for name in trained.PREVIOUS_TOKEN_HEADS:
+    queries = torch.arange(lag, trained.SEQ_LEN)
+    scores = {name: _lag_score(out, name, lag, queries) for name in _all_heads(model)}
+    print(f"attention to t-{lag}:", {k: round(v, 3) for k, v in scores.items()})
+    for name in heads:
         assert name.startswith("a0.") and scores[name] > 0.8, (name, scores[name])
-    for name in set(scores) - set(trained.PREVIOUS_TOKEN_HEADS):
-        assert scores[name] < 0.3, (name, scores[name])
-
-
-def test_previous_previous_token_heads(model, run):
-    _, out = run
-    queries = torch.arange(2, trained.SEQ_LEN)
-    scores = {name: _lag_score(out, name, 2, queries) for name in _all_heads(model)}
-    print("attention to t-2:", {k: round(v, 3) for k, v in scores.items()})
-    for name in trained.PREVIOUS_PREVIOUS_TOKEN_HEADS:
-        assert name.startswith("a0.") and scores[name] > 0.8, (name, scores[name])
-    for name in set(scores) - set(trained.PREVIOUS_PREVIOUS_TOKEN_HEADS):
+    for name in set(scores) - set(heads):
         assert scores[name] < 0.3, (name, scores[name])
 
 

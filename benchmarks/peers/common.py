@@ -118,3 +118,21 @@ def emit(tool: str, experiment: str, values, seconds, times, memory, repeats, **
 
 def skip(tool: str, experiment: str, reason: str, repeats: int) -> None:
     emit(tool, experiment, None, None, None, None, repeats, skipped=reason)
+
+
+def start(doc: str, tool: str, methods: dict | None = None, no_scrub: str | None = None):
+    """Parse the command line and set the thread count; returns (args, method).
+
+    ``methods``: {experiment: {method: description}}; the method is the one asked for if
+    the experiment has it, else the experiment's first. ``no_scrub``: why the tool has no
+    scrubbing run; then a skip line is printed for "scrub" and None returned.
+    """
+    choices = {k: v for per in (methods or {}).values() for k, v in per.items()}
+    args = parser(doc, choices or None).parse_args()
+    torch.set_num_threads(args.threads)
+    if args.experiment == "scrub" and no_scrub:
+        skip(tool, args.experiment, no_scrub, args.repeats)
+        return None
+    per = (methods or {}).get(args.experiment)
+    method = (args.method if args.method in per else next(iter(per))) if per else None
+    return args, method

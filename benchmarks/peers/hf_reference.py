@@ -121,11 +121,10 @@ def path_patch_q(model, data):
 
 
 def main() -> None:
-    args = common.parser(__doc__).parse_args()
-    torch.set_num_threads(args.threads)
-    if args.experiment == "scrub":
-        common.skip(TOOL, args.experiment, "not implemented in the plain-HF reference", args.repeats)
+    started = common.start(__doc__, TOOL, no_scrub="not implemented in the plain-HF reference")
+    if started is None:
         return
+    args, _ = started
     model = common.load_hf(args.model_dir)
     data = common.load_batch(args.model_dir)
     fn = {"act_patch_heads": act_patch_heads, "path_patch_q": path_patch_q}[args.experiment]

@@ -17,6 +17,8 @@ import common  # noqa: E402
 from causal_hypotheses import Engine, Hypothesis, activation_patch_sweep, path_patch_sweep, scrub  # noqa: E402
 from causal_hypotheses.tasks import Task  # noqa: E402
 
+TOOL = "causal_hypotheses"
+
 # The scrubbing experiment: a multi-head hypothesis (the two receivers' direct paths, with
 # their query inputs only through four earlier heads) on the fixture's clean prompts.
 SCRUB_HYPOTHESIS = Hypothesis(
@@ -27,8 +29,7 @@ SCRUB_HYPOTHESIS = Hypothesis(
 
 
 def main() -> None:
-    args = common.parser(__doc__).parse_args()
-    torch.set_num_threads(args.threads)
+    args, _ = common.start(__doc__, TOOL)
     batch = common.load_batch(args.model_dir)
     clean, corrupt, answer, distractor = batch["clean"], batch["corrupt"], batch["answer"], batch["distractor"]
     engine = Engine.from_hf(common.load_hf(args.model_dir))
@@ -61,7 +62,7 @@ def main() -> None:
         values = torch.tensor(result.to_numpy()).reshape(-1, 12)
         if args.experiment == "path_patch_q":
             values = values[: len(common.SENDER_LAYERS)]
-    common.emit("causal_hypotheses", args.experiment, values, seconds, times, memory, args.repeats)
+    common.emit(TOOL, args.experiment, values, seconds, times, memory, args.repeats)
 
 
 if __name__ == "__main__":

@@ -145,15 +145,12 @@ def path_patch(model, data):
 
 
 def main() -> None:
-    methods = {k: v for per in METHODS.values() for k, v in per.items()}
-    args = common.parser(__doc__, methods).parse_args()
-    torch.set_num_threads(args.threads)
-    if args.experiment == "scrub":
-        common.skip(TOOL, args.experiment, "pyvene has no causal-scrubbing API; its interchange "
-                    "interventions could express resampling by hand, but nothing maps a hypothesis "
-                    "graph to per-path inputs", args.repeats)
+    started = common.start(__doc__, TOOL, METHODS, no_scrub="pyvene has no causal-scrubbing API; its interchange "
+                           "interventions could express resampling by hand, but nothing maps a hypothesis "
+                           "graph to per-path inputs")
+    if started is None:
         return
-    method = args.method if args.method in METHODS[args.experiment] else next(iter(METHODS[args.experiment]))
+    args, method = started
     model = common.load_hf(args.model_dir)
     data = common.load_batch(args.model_dir)
     if args.experiment == "act_patch_heads":

@@ -192,14 +192,11 @@ RUNNERS = {
 
 
 def main() -> None:
-    methods = {k: v for per in METHODS.values() for k, v in per.items()}
-    args = common.parser(__doc__, methods).parse_args()
-    torch.set_num_threads(args.threads)
-    if args.experiment == "scrub":
-        common.skip(TOOL, args.experiment, "TransformerLens has no causal-scrubbing API (hypothesis "
-                    "graphs with resampled inputs per path); only activation/path patching", args.repeats)
+    started = common.start(__doc__, TOOL, METHODS, no_scrub="TransformerLens has no causal-scrubbing API "
+                           "(hypothesis graphs with resampled inputs per path); only activation/path patching")
+    if started is None:
         return
-    method = args.method if args.method in METHODS[args.experiment] else next(iter(METHODS[args.experiment]))
+    args, method = started
     bridge = load(args.model_dir)
     data = common.load_batch(args.model_dir)
     fn = RUNNERS[(args.experiment, method)]
