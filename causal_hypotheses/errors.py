@@ -27,3 +27,11 @@ class PlanTooLargeError(CausalHypothesesError, RuntimeError):
 
 class UnsupportedModelError(CausalHypothesesError, ValueError):
     """The model or its configuration is not one the engine can run."""
+
+
+class PositionError(InputError, UnknownComponentError):
+    """``positions=`` is malformed or outside the prompt.
+
+    An InputError; also an UnknownComponentError, which out-of-range positions raised
+    before, so that ``except UnknownComponentError`` keeps catching them.
+    """

@@ -2,15 +2,20 @@
 
 Rows are the unit of reuse: any later run that needs a row already captured (under the
 same model) gathers it instead of running the model again.  Entries are evicted oldest
-first when the budget is exceeded, and every eviction is logged and counted.
+first when the budget is exceeded, and every eviction is logged and counted.  A request's
+result is assembled (copied out of the entries and the fresh capture) before the fresh
+rows are stored, so evicting to make room never loses a row that the request reads.
 """
 from __future__ import annotations
 
 import logging
+import numbers
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import torch
+
+from ..errors import InputError
 
 logger = logging.getLogger("causal_hypotheses.cache")
 
@@ -45,6 +50,21 @@ def _concat(trees: list):
     return tree_map(lambda *parts: torch.cat(parts), trees[0], *trees[1:])
 
 
+def check_cache_bytes(value) -> int:
+    """``value`` as a byte budget (an int >= 0; numpy integers too), or an InputError saying how to fix it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        hint = f"; e.g. int({value!r})" if isinstance(value, float) and value >= 0 and value == int(value) else ""
+        raise InputError(
+            f"cache_bytes={value!r}: expected a number of bytes as an int, e.g. 2 * 1024**3 "
+            f"(0 disables caching), not a {type(value).__name__}{hint}"
+        )
+    if value < 0:
+        raise InputError(
+            f"cache_bytes={value!r}: expected a number of bytes >= 0 as an int, e.g. 2 * 1024**3 (0 disables caching)"
+        )
+    return int(value)
+
+
 @dataclass
 class _Entry:
     acts: dict
@@ -68,6 +88,7 @@ class ActivationCache:
     stats: CacheStats = field(default_factory=CacheStats)
 
     def __post_init__(self) -> None:
+        self.budget_bytes = check_cache_bytes(self.budget_bytes)
         self._entries: OrderedDict[int, _Entry] = OrderedDict()
         self._rows: dict[bytes, tuple[int, int]] = {}
         self._next_id = 0
@@ -86,7 +107,9 @@ class ActivationCache:
     def activations(self, tokens: torch.Tensor, capture) -> tuple[dict, int]:
         """Activations for ``tokens`` (U, T) in row order, and the number of forward passes run.
 
-        ``capture(tokens)`` runs the model on rows that are not cached yet.
+        ``capture(tokens)`` runs the model on rows that are not cached yet.  The result is
+        a fresh copy (the run's working set), assembled before the newly captured rows are
+        stored: storing them may evict the entries that held the cached rows.
         """
         keys = [row.numpy().tobytes() for row in tokens.cpu()]
         missing = [i for i, key in enumerate(keys) if key not in self._rows]
@@ -97,7 +120,6 @@ class ActivationCache:
         if missing:
             fresh = capture(tokens[missing])
             forwards = 1
-            self._store(fresh, [keys[i] for i in missing])
         # Assemble in the order asked: group consecutive rows that come from one place.
         pieces, where_fresh = [], {i: j for j, i in enumerate(missing)}
         run_source, run_rows = None, []
@@ -119,10 +141,23 @@ class ActivationCache:
             tree = fresh if source == "fresh" else self._entries[source].acts
             index = torch.tensor(rows, device=tokens.device)
             selected.append(_index(tree, index))
-        return _concat(selected), forwards
+        result = _concat(selected)
+        working = _bytes_of(result)
+        if self.budget_bytes and working > self.budget_bytes:
+            logger.warning(
+                "one run reads activations of %d rows (%.1f MB), more than the whole cache budget (%.1f MB); "
+                "the run is correct, but its rows cannot all stay cached for the next run: raise cache_bytes "
+                "or run smaller batches",
+                len(keys), working / 2**20, self.budget_bytes / 2**20,
+            )
+        if fresh is not None:
+            self._store(fresh, [keys[i] for i in missing])
+        return result, forwards
 
     def _store(self, acts: dict, row_keys: list) -> None:
         nbytes = _bytes_of(acts)
+        if self.budget_bytes == 0:  # caching disabled: nothing is kept, nothing to report
+            return
         if nbytes > self.budget_bytes:
             logger.warning(
                 "activations of %d rows (%.1f MB) exceed the cache budget (%.1f MB); used once, not kept",

@@ -8,16 +8,18 @@ one and someone reads it, freeing values as soon as nothing needs them; see eval
 """
 from __future__ import annotations
 
+import numbers
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 
 from ..errors import InputError, UnsupportedModelError
 from ..graph import ModelGraph
-from .cache import ActivationCache, tree_map
+from .cache import ActivationCache, check_cache_bytes, tree_map
 from .evaluate import Evaluator, live_entries
 from .plan import Node, Planner, Selector
 
@@ -101,11 +103,17 @@ class Engine:
     """
 
     def __init__(self, model, *, cache_bytes: int = 2 * 1024**3, max_paths: int = 200_000) -> None:
+        cache_bytes = check_cache_bytes(cache_bytes)
+        if isinstance(max_paths, bool) or not isinstance(max_paths, numbers.Integral) or max_paths < 1:
+            raise InputError(
+                f"max_paths={max_paths!r}: expected a positive int, the most paths a plan may visit, "
+                "e.g. 200_000 (the default)"
+            )
         self.model = model.eval()
         self.adapter = _adapter_for(model)
         self.graph: ModelGraph = self.adapter.graph
         self.cache = ActivationCache(cache_bytes)
-        self.max_paths = max_paths
+        self.max_paths = int(max_paths)
 
     @classmethod
     def from_hf(cls, model, **options) -> "Engine":
@@ -153,9 +161,13 @@ class Engine:
         memory when a metric reads one position of a large batch.
         """
         started = time.perf_counter()
-        if not callable(which) or (branch is not None and not callable(branch)) or (key is not None and not callable(key)):
-            bad = "which" if not callable(which) else "branch" if not callable(branch) else "key"
-            raise InputError(f"{bad} must be a function of a path, got {type(locals()[bad]).__name__}")
+        for name, function, optional in (("which", which, False), ("branch", branch, True), ("key", key, True)):
+            if not callable(function) and not (optional and function is None):
+                raise InputError(
+                    f"{name}={function!r} is a {type(function).__name__}; {name} must be a function of a path"
+                    + (", e.g. lambda path: 1 if 'a1' in path else 0" if name == "which" else
+                       ", e.g. lambda path: path[-1] == 'a1', or None" if name == "branch" else " returning a hashable summary, or None")
+                )
         tokens = _as_token_batches(inputs, self.adapter)
         B, T = next(t for t in tokens if torch.is_tensor(t)).shape
         positions = _logit_positions(logit_positions, T)
@@ -233,12 +245,67 @@ def _adapter_for(model):
     )
 
 
+def as_index(value) -> int | None:
+    """``value`` as an int when it is an integer index (an int, a numpy integer or a 0-d
+    integer tensor), else None.  Bools are not indices, although Python's bool is an int."""
+    if isinstance(value, torch.Tensor):
+        if value.dim() != 0 or value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:
+            return None
+        return int(value)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        return None
+    return int(value)
+
+
+def describe(value) -> str:
+    """A short description of a value for error messages: its repr and type (shape and dtype for arrays)."""
+    if isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim == 0:
+        return f"{value!r} (a 0-d {type(value).__name__} of dtype {value.dtype})"
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return f"a {type(value).__name__} of shape {tuple(value.shape)} and dtype {value.dtype}"
+    return f"{value!r} ({type(value).__name__})"
+
+
+def is_boolean(value) -> bool:
+    """A Python, numpy or 0-d tensor bool: not an index, although Python counts True as 1."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        return value.ndim == 0 and value.dtype in (torch.bool, np.bool_)
+    return isinstance(value, (bool, np.bool_))
+
+
 def _logit_positions(value, seq: int) -> tuple | None:
     if value is None:
         return None
-    positions = (value,) if isinstance(value, int) else tuple(value)
-    if not positions or any(not isinstance(p, int) or not -seq <= p < seq for p in positions):
-        raise InputError(f"logit_positions={value!r}: expected an index or a list of indices in -{seq}..{seq - 1}")
+    allowed = f"pass an index or a list of indices in -{seq}..{seq - 1}, e.g. logit_positions=-1 for the last position"
+    given = value  # as passed, for messages
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(value)
+    single = as_index(value)
+    if single is not None:
+        positions = (single,)
+    elif is_boolean(value):
+        raise InputError(f"logit_positions={given!r} is a bool, not a position (Python counts True as 1); {allowed}")
+    elif isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim == 1 and value.dtype in (torch.bool, np.bool_):
+        raise InputError(
+            f"logit_positions is a bool mask ({describe(given)}); {allowed}: for a mask, "
+            "logit_positions=mask.nonzero().flatten().tolist()"
+        )
+    elif isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable) or getattr(value, "ndim", 1) != 1:
+        raise InputError(f"logit_positions={given!r} is {describe(given)}, not an index or a list of indices; {allowed}")
+    else:
+        items = list(value)
+        if not items:
+            raise InputError(f"logit_positions={given!r} selects no position; {allowed}, or None for every position")
+        positions = []
+        for item in items:
+            index = as_index(item)
+            if index is None:
+                raise InputError(f"logit_positions={given!r} holds {describe(item)}, which is not an integer index; {allowed}")
+            positions.append(index)
+        positions = tuple(positions)
+    for p in positions:
+        if not -seq <= p < seq:
+            raise InputError(f"logit_positions={given!r}: position {p} is outside the prompt of {seq} tokens; {allowed}")
     return tuple(p % seq for p in positions)
 
 
@@ -270,7 +337,9 @@ def _as_token_batches(inputs, adapter) -> list[torch.Tensor]:
             continue
         if isinstance(item, MeanInput):
             if not torch.is_tensor(item.tokens) or item.tokens.dim() != 2:
-                raise InputError(f"inputs[{i}] is a MeanInput over {type(item.tokens).__name__}; give it a LongTensor (M, T)")
+                shown = f"a tensor of shape {tuple(item.tokens.shape)}" if torch.is_tensor(item.tokens) else type(item.tokens).__name__
+                raise InputError(f"inputs[{i}] is a MeanInput over {shown}; give it a LongTensor (M, T) of token ids")
+            _check_ids(item.tokens, f"inputs[{i}] (a MeanInput)", adapter, "(M, T) with M, T > 0: the mean of no example is undefined")
             batches.append(item)
             continue
         ids = item
@@ -285,17 +354,9 @@ def _as_token_batches(inputs, adapter) -> list[torch.Tensor]:
                 )
         if not torch.is_tensor(ids):
             raise InputError(f"inputs[{i}] is a {type(ids).__name__}; expected a LongTensor of token ids (B, T)")
-        if ids.dtype.is_floating_point or ids.dtype == torch.bool:
-            raise InputError(f"inputs[{i}] has dtype {ids.dtype}; expected integer token ids (torch.long)")
         if ids.dim() == 1:
             ids = ids[None]
-        if ids.dim() != 2 or ids.shape[1] == 0 or ids.shape[0] == 0:
-            raise InputError(f"inputs[{i}] has shape {tuple(ids.shape)}; expected (B, T) with B, T > 0")
-        if ids.shape[1] > adapter.n_positions:
-            raise InputError(f"inputs[{i}] has {ids.shape[1]} positions; the model allows at most {adapter.n_positions}")
-        low, high = int(ids.min()), int(ids.max())
-        if low < 0 or high >= adapter.vocab_size:
-            raise InputError(f"inputs[{i}] holds token id {low if low < 0 else high}; valid ids are 0..{adapter.vocab_size - 1}")
+        _check_ids(ids, f"inputs[{i}]", adapter, "(B, T) with B, T > 0")
         first = next((b for b in batches if torch.is_tensor(b)), None)
         if first is not None and ids.shape != first.shape:
             raise InputError(
@@ -310,6 +371,19 @@ def _as_token_batches(inputs, adapter) -> list[torch.Tensor]:
         if isinstance(item, MeanInput) and item.tokens.shape[1] != real[0].shape[1]:
             raise InputError(f"inputs[{i}] is a MeanInput over {item.tokens.shape[1]} positions; the other inputs have {real[0].shape[1]}")
     return batches
+
+
+def _check_ids(ids: torch.Tensor, label: str, adapter, shape: str) -> None:
+    """Token ids: an integer tensor of two non-empty dimensions, ids in the vocabulary."""
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+        raise InputError(f"{label} has dtype {ids.dtype}; expected integer token ids (torch.long)")
+    if ids.dim() != 2 or ids.shape[1] == 0 or ids.shape[0] == 0:
+        raise InputError(f"{label} has shape {tuple(ids.shape)}; expected {shape}")
+    if ids.shape[1] > adapter.n_positions:
+        raise InputError(f"{label} has {ids.shape[1]} positions; the model allows at most {adapter.n_positions}")
+    low, high = int(ids.min()), int(ids.max())
+    if low < 0 or high >= adapter.vocab_size:
+        raise InputError(f"{label} holds token id {low if low < 0 else high}; valid ids are 0..{adapter.vocab_size - 1}")
 
 
 def _index_of(items: list, target) -> int:

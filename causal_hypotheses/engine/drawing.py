@@ -1,13 +1,16 @@
 """Drawing a run's plan as a graphviz graph, and rendering it when a ``dot`` exists.
 
 Rendering needs a ``dot`` program: Debian's ``graphviz`` or PyPI's ``graphviz-pure``
-(command ``graphviz-pure``).  Without one, the DOT source is written and a warning says
-so; a run never fails for want of a renderer.
+(command ``graphviz-pure``), found on PATH or beside the running Python (a virtualenv's
+``bin``, which holds ``graphviz-pure`` even when the venv is not activated).  Without one,
+the DOT source is written and a warning says so; a run never fails for want of a renderer.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 import warnings
 from pathlib import Path as FilePath
 
@@ -91,11 +94,18 @@ def plan_to_digraph(root, selectors: dict, n_inputs: int):
 
 
 def dot_program() -> str | None:
-    """The first renderer found on PATH: ``dot`` or ``graphviz-pure``."""
+    """The first renderer found: ``dot`` or ``graphviz-pure``, on PATH, then in the directory
+    of the running interpreter (``sys.executable``'s, e.g. a venv's bin when it is not on PATH)."""
     for name in ("dot", "graphviz-pure"):
         found = shutil.which(name)
         if found:
             return found
+    if sys.executable:
+        beside = os.path.dirname(sys.executable)
+        for name in ("dot", "graphviz-pure"):
+            found = shutil.which(os.path.join(beside, name))  # a path: checked as is, PATH not searched
+            if found:
+                return found
     return None
 
 

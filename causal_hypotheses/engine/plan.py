@@ -8,9 +8,11 @@ plus the changes", so a mostly-unchanged stream costs a few additions.
 """
 from __future__ import annotations
 
+import numbers
 from collections import Counter
 from typing import Callable
 
+import numpy as np
 import torch
 
 from ..errors import PlanTooLargeError, SelectorError
@@ -99,23 +101,36 @@ class Planner:
         if self._branch is None:
             return False
         answer = self._branch(path)
-        if isinstance(answer, torch.Tensor) and answer.dim() == 1 and answer.numel() == self.batch and answer.numel() != 1:
+        expected = (
+            f"expected True (split the computation here), False, or a bool tensor ({self.batch},) "
+            "to split some examples only"
+        )
+        if isinstance(answer, torch.Tensor) and answer.dim() == 1 and answer.numel() == self.batch:
             if answer.dtype != torch.bool:
-                raise SelectorError(f"branch({tuple(path)}) returned a tensor of dtype {answer.dtype}; a per-example answer must be a bool tensor ({self.batch},)")
+                raise SelectorError(
+                    f"branch({tuple(path)}) returned a tensor of dtype {answer.dtype}; a per-example answer must be "
+                    f"a bool tensor ({self.batch},): convert it, e.g. (answer != 0)"
+                )
             if bool(answer.all()):
                 return True
             if not bool(answer.any()):
                 return False
             return self._intern_mask(answer.detach().cpu())
-        if isinstance(answer, torch.Tensor) and answer.numel() == 1:
-            answer = bool(answer)
-        if not isinstance(answer, (bool, int)) and type(answer).__name__ != "bool_":
-            shown = f"a tensor of shape {tuple(answer.shape)}" if isinstance(answer, torch.Tensor) else f"{answer!r} ({type(answer).__name__})"
-            raise SelectorError(
-                f"branch({tuple(path)}) returned {shown}; expected True (split the "
-                f"computation here), False, or a bool tensor ({self.batch},) to split some examples only"
-            )
-        return bool(answer)
+        if isinstance(answer, torch.Tensor):
+            if answer.dim() != 0:
+                raise SelectorError(f"branch({tuple(path)}) returned a tensor of shape {tuple(answer.shape)}; {expected}")
+            if answer.dtype.is_floating_point or answer.dtype.is_complex:
+                raise SelectorError(f"branch({tuple(path)}) returned {answer!r} (a tensor of dtype {answer.dtype}); {expected}")
+            answer = answer.item()
+        if isinstance(answer, (bool, np.bool_)):
+            return bool(answer)
+        if isinstance(answer, numbers.Integral) and int(answer) in (0, 1):
+            return bool(answer)
+        raise SelectorError(
+            f"branch({tuple(path)}) returned {answer!r} ({type(answer).__name__}); {expected}"
+            + ("; an int other than 0 or 1 is not an answer: return a comparison, e.g. path[-1] == 'a1'"
+               if isinstance(answer, numbers.Integral) else "")
+        )
 
     def _intern_mask(self, mask: torch.Tensor) -> "Mask":
         key = ("mask", mask.numpy().tobytes())
@@ -134,7 +149,7 @@ class Planner:
         valid = f"an input index 0..{self.n_inputs - 1}"
         if isinstance(value, torch.Tensor) and value.dim() == 0:
             value = value.item()
-        if isinstance(value, bool) or not isinstance(value, (int, torch.Tensor)) and type(value).__name__ not in ("int64", "int32"):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, torch.Tensor)):
             raise SelectorError(
                 f"{where} returned {value!r} of type {type(value).__name__}; expected {valid}, "
                 f"a LongTensor of shape ({self.batch},) or ({self.batch}, {self.seq})"

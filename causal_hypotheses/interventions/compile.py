@@ -9,11 +9,14 @@ and the plan linear in the model's size (``key`` is constant or one flag).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Sequence
 
+import numpy as np
 import torch
 
-from ..errors import UnknownComponentError
+from ..engine.core import as_index, describe, is_boolean
+from ..errors import InputError, PositionError, UnknownComponentError
 from ..graph import ModelGraph, within
 
 OUT = "out"
@@ -42,18 +45,59 @@ def check_writers(graph: ModelGraph, names: Sequence[str], role: str) -> None:
 
 
 def position_rows(positions, batch: int, seq: int) -> torch.Tensor | None:
-    """None (every position) or a (B, T) long mask of the patched positions."""
+    """None (every position) or a (B, T) long mask of the patched positions.
+
+    ``positions`` is an index (an int, a numpy integer or a 0-d integer tensor), a list
+    (or 1-d integer tensor) of indices, or a (B, T) bool mask; duplicates are harmless.
+    Anything that patches no position, and bools used as indices, are errors.
+    """
     if positions is None:
         return None
-    if isinstance(positions, torch.Tensor) and positions.dtype == torch.bool:
+    allowed = (
+        f"pass an index in -{seq}..{seq - 1} (e.g. positions=-1 for the last position), a list of "
+        f"indices, a (B, T) = ({batch}, {seq}) bool mask, or None for every position"
+    )
+    given = positions  # as passed, for messages
+    if isinstance(positions, np.ndarray):
+        positions = torch.from_numpy(positions)
+    single = as_index(positions)
+    if single is not None:
+        chosen = [single]
+    elif is_boolean(positions):
+        raise PositionError(f"positions={given!r} is a bool, not a position (Python counts True as 1); {allowed}")
+    elif isinstance(positions, torch.Tensor) and positions.dtype == torch.bool:
         if tuple(positions.shape) != (batch, seq):
-            raise UnknownComponentError(f"a positions mask must have shape ({batch}, {seq}), got {tuple(positions.shape)}")
-        return positions.long()
-    chosen = [positions] if isinstance(positions, int) else list(positions)
+            hint = f"; expand a (T,) mask with mask.expand({batch}, {seq})" if tuple(positions.shape) == (seq,) else ""
+            raise PositionError(
+                f"positions is a bool mask of shape {tuple(positions.shape)}; a positions mask must have shape "
+                f"(B, T) = ({batch}, {seq}){hint}"
+            )
+        if not bool(positions.any()):
+            raise PositionError(
+                f"positions is an all-False ({batch}, {seq}) mask: it patches no position; nothing would change. "
+                "Set the positions to patch to True, or pass positions=None for every position"
+            )
+        return positions.detach().cpu().long()
+    elif isinstance(positions, torch.Tensor) and positions.dim() != 1:
+        raise PositionError(
+            f"positions is {describe(given)}, not an index, a list of indices or a bool mask; {allowed}"
+            + ("; convert a 0/1 mask with mask.bool()" if positions.dim() == 2 else "")
+        )
+    elif isinstance(positions, (str, bytes, Mapping)) or not isinstance(positions, Iterable):
+        raise PositionError(f"positions={given!r} is {describe(given)}, not an index or a list of indices; {allowed}")
+    else:
+        chosen = list(positions)
+        if not chosen:
+            raise PositionError(f"positions={given!r} patches no position; nothing would change: {allowed}")
     mask = torch.zeros(batch, seq, dtype=torch.long)
-    for p in chosen:
-        if not isinstance(p, int) or not -seq <= p < seq:
-            raise UnknownComponentError(f"position {p!r} is outside the prompt: expected indices in -{seq}..{seq - 1}")
+    for item in chosen:
+        p = as_index(item)
+        if p is None:
+            raise PositionError(f"positions={given!r} holds {describe(item)}, which is not an integer index; {allowed}")
+        if not -seq <= p < seq:
+            raise PositionError(
+                f"position {p} is outside the prompt: expected indices in -{seq}..{seq - 1} (the prompts have {seq} tokens)"
+            )
         mask[:, p] = 1
     return mask
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import sys
+from collections.abc import Iterable
 from typing import Callable, Sequence
 
 import pandas as pd
@@ -21,19 +23,57 @@ logger = logging.getLogger("causal_hypotheses.progress")
 
 
 def _tokens(x, label: str) -> torch.Tensor:
+    """Token ids (B, T) from a LongTensor or a tokenizer output (whose padding is refused)."""
     if isinstance(x, dict) or hasattr(x, "keys"):
+        if "input_ids" not in x:
+            raise InputError(
+                f"{label} is a mapping without 'input_ids' (keys {sorted(map(str, x.keys()))}); pass a LongTensor "
+                "of token ids (B, T) or tokenizer(..., return_tensors='pt') outputs"
+            )
+        mask = x.get("attention_mask") if hasattr(x, "get") else None
         x = x["input_ids"]
+        if mask is not None and torch.is_tensor(mask) and not bool((mask == 1).all()):
+            raise InputError(
+                f"{label} has padding (its attention_mask contains zeros); patching runs unpadded batches "
+                "only: choose prompts of equal token length"
+            )
     if not torch.is_tensor(x) or x.dim() != 2:
-        raise InputError(f"{label} must be a LongTensor of token ids (B, T) or a tokenizer output, got {type(x).__name__}")
+        shown = f"a tensor of shape {tuple(x.shape)}" if torch.is_tensor(x) else f"{type(x).__name__}"
+        hint = f"; add the batch dimension with {label}[None]" if torch.is_tensor(x) and x.dim() == 1 else ""
+        raise InputError(f"{label} must be a LongTensor of token ids (B, T) or a tokenizer output, got {shown}{hint}")
+    if x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool:
+        raise InputError(f"{label} has dtype {x.dtype}; expected integer token ids: convert with {label}.long()")
     return x
 
 
+def _pair(first, second, labels: tuple[str, str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two token batches of an experiment; they must have one shape (B, T)."""
+    first, second = _tokens(first, labels[0]), _tokens(second, labels[1])
+    if first.shape != second.shape:
+        raise InputError(
+            f"{labels[1]} has shape {tuple(second.shape)} but {labels[0]} has {tuple(first.shape)}; both must share "
+            "one shape (B, T), example i of one paired with example i of the other: use prompts of equal token "
+            "length and equal batch size"
+        )
+    return first, second
+
+
+_EXAMPLES = {"nodes": "['a9.h9']", "senders": "['a5.h5']", "receivers": "['a9.h9.q'] (or 'out' for the logits)"}
+
+
 def _names(names, label: str) -> list[str]:
+    example = _EXAMPLES.get(label, "['a9.h9']")
     if isinstance(names, str):
         return [names]
+    if names is None:
+        raise InputError(f"{label}=None: name at least one component, e.g. {label}={example}")
+    if not isinstance(names, Iterable) or isinstance(names, (bytes, dict)) or torch.is_tensor(names):
+        raise InputError(
+            f"{label}={names!r} ({type(names).__name__}): expected a component name or a list of them, e.g. {label}={example}"
+        )
     names = list(names)
     if not names:
-        raise InputError(f"{label} is empty; name at least one component, e.g. 'a9.h9'")
+        raise InputError(f"{label} is empty; name at least one component, e.g. {label}={example}")
     return names
 
 
@@ -41,7 +81,7 @@ def activation_patch(engine, base, source, nodes, positions=None, *, logit_posit
     """Logits when ``nodes`` (heads, head inputs, layers, MLPs, embed) read ``source`` and
     everything else reads ``base``; downstream components are recomputed.  ``positions``
     (an index, a list, or a (B, T) bool mask) limits the patch to those positions."""
-    base, source = _tokens(base, "base"), _tokens(source, "source")
+    base, source = _pair(base, source, ("base", "source"))
     nodes = _names(nodes, "nodes")
     engine.graph.check(nodes)
     pattern = position_rows(positions, *base.shape)
@@ -69,7 +109,7 @@ def path_patch(engine, clean, corrupt, senders, receivers, positions=None, *, lo
     outputs; everything downstream of the receivers is recomputed; all other paths read
     ``clean``.  ``positions`` limits the senders' corrupt outputs to those positions.
     """
-    clean, corrupt = _tokens(clean, "clean"), _tokens(corrupt, "corrupt")
+    clean, corrupt = _pair(clean, corrupt, ("clean", "corrupt"))
     senders, receivers = _names(senders, "senders"), _names(receivers, "receivers")
     _check_path_patch(engine.graph, senders, receivers)
     pattern = position_rows(positions, *clean.shape)
@@ -81,8 +121,41 @@ def _per_block(metric: Callable, logits: torch.Tensor, n_blocks: int) -> list[fl
     values = []
     for chunk in logits.chunk(n_blocks):
         value = metric(chunk)
-        values.append(float(torch.as_tensor(value, dtype=torch.float64).mean()))
+        try:
+            number = torch.as_tensor(value, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise InputError(
+                f"metric returned {value!r} ({type(value).__name__}); expected a number or a tensor of numbers, "
+                "one per example, e.g. lambda logits: logits[:, -1, answer] - logits[:, -1, distractor]"
+            ) from error
+        if number.numel() == 0:
+            raise InputError(
+                f"metric returned an empty {type(value).__name__}; expected a number or a tensor of numbers, "
+                "one per example, e.g. lambda logits: logits[:, -1, answer] - logits[:, -1, distractor]"
+            )
+        values.append(float(number.mean()))
     return values
+
+
+def _check_sweep_options(metric, max_tokens, chunk_size) -> None:
+    if not callable(metric):
+        raise InputError(
+            f"metric={metric!r} ({type(metric).__name__}) is not a function; pass a function of the logits, "
+            "e.g. lambda logits: logits[:, -1, answer] - logits[:, -1, distractor]"
+        )
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, numbers.Integral) or max_tokens < 1:
+        raise InputError(f"max_tokens={max_tokens!r}: expected a positive int, the tokens per engine run, e.g. 8192 (the default)")
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) or chunk_size < 1):
+        raise InputError(
+            f"chunk_size={chunk_size!r}: expected a positive int, the experiments per engine run, or None to "
+            "size runs by max_tokens"
+        )
+
+
+def _sweep_names(names, label: str, engine) -> list[str]:
+    names = _names(names, label)
+    engine.graph.check(names)
+    return names
 
 
 def _sweep(engine, base, source, items, metric, compile_fn, max_tokens, chunk_size, logit_positions, progress, label):
@@ -132,9 +205,9 @@ def activation_patch_sweep(
     a Series by name otherwise.  Many nodes share one engine run (``max_tokens`` tokens
     per run, or ``chunk_size`` nodes).
     """
-    base, source = _tokens(base, "base"), _tokens(source, "source")
-    nodes = list(nodes) if nodes is not None else engine.graph.heads()
-    engine.graph.check(nodes)
+    base, source = _pair(base, source, ("base", "source"))
+    _check_sweep_options(metric, max_tokens, chunk_size)
+    nodes = _sweep_names(nodes, "nodes", engine) if nodes is not None else engine.graph.heads()
     pattern = position_rows(positions, *base.shape)
 
     def compile_fn(group):
@@ -164,13 +237,20 @@ def path_patch_sweep(
     the result is a DataFrame (layer x head; NaN for heads that cannot send) for heads,
     a Series by name otherwise.
     """
-    clean, corrupt = _tokens(clean, "clean"), _tokens(corrupt, "corrupt")
+    clean, corrupt = _pair(clean, corrupt, ("clean", "corrupt"))
+    _check_sweep_options(metric, max_tokens, chunk_size)
     receivers = _names(receivers, "receivers")
     inner = [r for r in receivers if r != OUT]
     if senders is None:
+        engine.graph.check(inner)
         latest = float("inf") if OUT in receivers else max(order(r) for r in inner)
         senders = [h for h in engine.graph.heads() if order(h) < latest]
-    senders = list(senders)
+        if not senders:
+            raise InputError(
+                f"receivers={receivers!r}: no head comes before them, so the default senders (every head before "
+                "the last receiver) are none; name senders, e.g. senders=['embed'], or choose a later receiver"
+            )
+    senders = _sweep_names(senders, "senders", engine)
     _check_path_patch(engine.graph, senders, receivers)
     pattern = position_rows(positions, *clean.shape)
 
