@@ -66,6 +66,28 @@ class Adapter:
         acts["resid_final"] = x
         return acts
 
+    @torch.no_grad()
+    def zero_activations(self, like: dict) -> dict[str, object]:
+        """The activations of a zero input (one row shaped like ``like``'s): every component
+        computes zero (embedding, each head's z, each MLP), and an attention layer's constant
+        output bias, which belongs to no head, stays, so the residual stream holds the biases
+        of the layers below.  Zero-ablating a layer and zero-ablating each of its heads agree."""
+        acts: dict[str, object] = {"resid_pre": [], "qkv": [], "z": [], "attn_out": [], "resid_mid": [], "mlp_out": []}
+        x = torch.zeros_like(like["embed"][:1])
+        acts["embed"] = x
+        for layer in range(self.n_layers):
+            acts["resid_pre"].append(x)
+            z = torch.zeros_like(like["z"][layer][:1])
+            attn_out = self.out_proj(layer, z.flatten(2))  # the bias alone
+            x = x + attn_out
+            acts["qkv"].append(torch.zeros_like(like["qkv"][layer][:1]))
+            acts["z"].append(z)
+            acts["attn_out"].append(attn_out)
+            acts["resid_mid"].append(x)
+            acts["mlp_out"].append(torch.zeros_like(like["mlp_out"][layer][:1]))
+        acts["resid_final"] = x
+        return acts
+
     def site(self, acts: dict, site: tuple, rows: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
         """Gather ``site`` for batch rows ``rows``: (B,) for whole rows, (B, T) with ``positions``
         (B, T) per example and position, or (n,) with ``positions`` (n,) for n entries."""

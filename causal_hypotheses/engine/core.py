@@ -36,7 +36,11 @@ class MeanInput:
 
 
 class ZeroInput:
-    """An input whose activations are all zero: reading it is zero ablation."""
+    """An input on which every component computes zero: reading it is zero ablation.
+
+    The embedding, each head and each MLP output zero; an attention layer's constant output
+    bias belongs to no head and stays (see ``Adapter.zero_activations``), so reading a whole
+    layer from this input and reading each of its heads from it agree."""
 
 
 @dataclass(frozen=True)
@@ -191,7 +195,7 @@ class Engine:
                 forwards += more
                 extra = tree_map(lambda t: t.mean(0, keepdim=True), rows)
             else:
-                extra = tree_map(lambda t: torch.zeros_like(t[:1]), acts)
+                extra = self.adapter.zero_activations(acts)
             acts = tree_map(lambda a, b: torch.cat([a, b]), acts, extra)
 
         with torch.no_grad():
