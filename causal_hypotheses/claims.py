@@ -33,8 +33,15 @@ from .errors import CausalHypothesesError
 
 METRICS = ("loss", "logit_diff", "kl", "accuracy")  # causal_hypotheses.metrics.METRICS
 ABLATIONS = ("resample", "mean", "zero")  # causal_hypotheses.interventions.scrubbing.ABLATIONS
-VERDICTS = ("pass", "fail", "inconclusive", "skipped", "error")
-MARKER_ARGUMENTS = ("model", "task", "metric", "at_least", "at_most", "n", "seed", "draws", "ablation", "level")
+RESAMPLING = ("independent", "shared")  # causal_hypotheses.interventions.scrubbing.RESAMPLING
+# A verdict is the experiment's judgement ("pass", "fail", "inconclusive", "no-effect": the
+# ablation changes nothing, so there is nothing to recover) or, when the test ended otherwise,
+# the test's outcome ("skipped", "xfailed", "xpassed", "error").
+VERDICTS = ("pass", "fail", "inconclusive", "no-effect", "skipped", "xfailed", "xpassed", "error")
+THRESHOLDS = ("at_least", "at_most")
+# A profile never scales a claim's n below this (nor below the n the claim states, if smaller).
+MIN_SCALED_N = 8
+MARKER_ARGUMENTS = ("model", "task", "metric", "at_least", "at_most", "n", "seed", "draws", "ablation", "resampling", "level")
 
 
 class ClaimSpecError(CausalHypothesesError, ValueError):
@@ -317,6 +324,8 @@ class ClaimSpec:
     ablation: str
     level: float
     n_boot: int = 2000
+    resampling: str = "independent"
+    notes: tuple[str, ...] = ()  # what the settings changed that the claim's author should know
 
     def thresholds(self) -> str:
         parts = []
@@ -350,9 +359,13 @@ def make_spec(
     """
     values: dict[str, Any] = {}
     problems: list[str] = []
+    notes: list[str] = []
     for args, kwargs in reversed(markers):  # the closest marker wins
         if args:
             problems.append(f"positional arguments {args!r}: the claim marker takes keyword arguments only")
+        if any(key in kwargs for key in THRESHOLDS):  # thresholds are one setting: a nearer one replaces both
+            for key in THRESHOLDS:
+                values.pop(key, None)
         values.update(kwargs)
     unknown = sorted(set(values) - set(MARKER_ARGUMENTS))
     if unknown:
@@ -387,6 +400,10 @@ def make_spec(
     ablation = values.get("ablation", "resample")
     if ablation not in ABLATIONS:
         problems.append(f"ablation={ablation!r}: expected one of {', '.join(ABLATIONS)}")
+    resampling = values.get("resampling", "independent")
+    if resampling not in RESAMPLING:
+        problems.append(f"resampling={resampling!r}: expected 'independent' (Chan et al.: a sample per unimportant input; "
+                        "the default) or 'shared' (one random example for every unimportant path; cheaper, biased)")
     level = values.get("level", 0.95)
     if not _is_real(level) or not 0 < level < 1:
         problems.append(f"level={level!r}: expected a confidence level strictly between 0 and 1, e.g. 0.95")
@@ -398,12 +415,26 @@ def make_spec(
 
     if n is None:
         n = values.get("n")
-        n = profile.n if n is None else max(1, round(n * profile.n_scale))
+        if n is None:
+            n = profile.n
+        else:
+            scaled = max(1, round(n * profile.n_scale))
+            floor = min(MIN_SCALED_N, n)
+            if scaled < floor:
+                notes.append(f"profile {profile.name!r} would scale n={n} to {scaled}; using {floor}, the floor for "
+                             "scaled claims (give --claims-n to choose n yourself)")
+                scaled = floor
+            n = scaled
+    if n == 1 and ablation == "resample":
+        source = "--claims-n=1" if values.get("n") != 1 else "n=1"
+        raise ClaimSpecError(f"{where}: bad claim marker:\n  {source} with resample ablation: there is no other example "
+                             "to resample from, so nothing would be ablated; use n >= 2 (16 or more for a useful "
+                             "interval), or ablation='mean'")
     return ClaimSpec(
         model=chosen_model, task=task, metric=metric,
         at_least=None if at_least is None else float(at_least), at_most=None if at_most is None else float(at_most),
         n=n, seed=seed if seed is not None else values.get("seed", 0), draws=values.get("draws", profile.draws),
-        ablation=ablation, level=float(level), n_boot=profile.n_boot,
+        ablation=ablation, resampling=resampling, level=float(level), n_boot=profile.n_boot, notes=tuple(notes),
     )
 
 
@@ -418,9 +449,22 @@ def _fmt(x: float) -> str:
     return text[1:] if text == "-0.000" else text
 
 
-def decide(low: float, high: float, at_least: float | None, at_most: float | None) -> str:
-    """"pass" when the whole interval clears every threshold, "fail" when it lies entirely on
-    the wrong side of one, "inconclusive" otherwise (including an undefined interval)."""
+def no_effect(effect: tuple[float, float] | None) -> bool:
+    """True when the interval of clean - ablated holds 0 (or is undefined): the ablation does not
+    change the metric distinguishably, so no fraction of it can be recovered or missed."""
+    if effect is None:
+        return False
+    low, high = effect
+    return math.isnan(low) or math.isnan(high) or low <= 0 <= high
+
+
+def decide(low: float, high: float, at_least: float | None, at_most: float | None,
+           effect: tuple[float, float] | None = None) -> str:
+    """"no-effect" when ``effect`` (the interval of clean - ablated) holds 0; otherwise "pass"
+    when the whole interval of the fraction recovered clears every threshold, "fail" when it lies
+    entirely on the wrong side of one, "inconclusive" otherwise (including an undefined interval)."""
+    if no_effect(effect):
+        return "no-effect"
     if math.isnan(low) or math.isnan(high):
         return "inconclusive"
     outcomes = []
@@ -437,10 +481,18 @@ def explain(verdict: str, spec: ClaimSpec, result, hypothesis_name: str) -> str:
     """The verdict in words: measured value, interval with its level, threshold, n and seed."""
     low, high = result.ci
     interval = f"recovered {_fmt(result.fraction_recovered)} ({spec.level:.0%} CI {_fmt(low)} to {_fmt(high)})"
+    effect_low, effect_high = getattr(result, "effect_ci", (float("nan"), float("nan")))
     if verdict == "pass":
         head = "claim holds"
     elif verdict == "fail":
         head = "claim not met"
+    elif verdict == "no-effect":
+        exact = result.clean == result.ablated
+        head = (f"no effect to explain — {spec.ablation} ablation leaves the metric unchanged: clean − ablated = "
+                f"{result.clean - result.ablated:.4g} ({spec.level:.0%} CI {_fmt(effect_low)} to {_fmt(effect_high)}), "
+                + ("so no number of examples can help; " if exact else "indistinguishable from 0, so no fraction of it "
+                   "can be recovered; ")
+                + "choose a metric, task or ablation that the model's behaviour depends on")
     elif math.isnan(low) or math.isnan(high):
         head = ("inconclusive — the fraction recovered is undefined: clean and ablated give the same "
                 "metric value, so there is nothing to recover; choose a metric or task the ablation changes")
@@ -453,11 +505,14 @@ def explain(verdict: str, spec: ClaimSpec, result, hypothesis_name: str) -> str:
     if spec.at_most is not None:
         side = "clears" if high <= spec.at_most else "lies entirely above" if low > spec.at_most else "straddles"
         sides.append(f"{side} at_most={spec.at_most:g}")
+    judged = (f"{interval}, not judged against {spec.thresholds()}" if verdict == "no-effect"
+              else f"{interval} {' and '.join(sides)}")
     return (
-        f"{head}: {interval} {' and '.join(sides)}\n"
+        f"{head}: {judged}\n"
         f"  hypothesis {hypothesis_name!r} on model {spec.model}, task {spec.task}, metric {spec.metric}, "
-        f"{spec.ablation} ablation, n={spec.n}, seed={spec.seed}, draws={spec.draws}\n"
+        f"{spec.ablation} ablation ({spec.resampling} resampling), n={spec.n}, seed={spec.seed}, draws={spec.draws}\n"
         f"  metric means: clean {result.clean:.4g}, ablated {result.ablated:.4g}, scrubbed {result.scrubbed:.4g}"
+        + "".join(f"\n  note: {note}" for note in spec.notes)
     )
 
 
@@ -483,7 +538,6 @@ class Claim:
         model: LoadedModel,
         task,
         *,
-        properties: list | None = None,
         inconclusive: Callable[[str], None] | None = None,
     ) -> None:
         self.id = claim_id
@@ -492,7 +546,6 @@ class Claim:
         self.task = task
         self.result = None
         self.record: dict | None = None
-        self._properties = properties if properties is not None else []
         self._inconclusive = inconclusive
 
     @property
@@ -508,19 +561,20 @@ class Claim:
             raise ClaimSpecError(f"{self.id}: this claim already ran an experiment; one experiment per claim "
                                  "(parametrize the test to check several hypotheses)")
         if not isinstance(hypothesis, Hypothesis):
+            if not isinstance(hypothesis, Mapping):
+                raise ClaimSpecError(f"{self.id}: claim.scrub got a {type(hypothesis).__name__}; pass a "
+                                     "Hypothesis({pattern: feature}, name=...) or a dict {pattern: feature}")
             hypothesis = Hypothesis(hypothesis)
         spec = self.spec
         started = time.perf_counter()
         result = scrub(self.engine, hypothesis, self.task, spec.metric, seed=spec.seed, draws=spec.draws,
-                       ablation=spec.ablation, n_boot=spec.n_boot, level=spec.level)
+                       ablation=spec.ablation, resampling=spec.resampling, n_boot=spec.n_boot, level=spec.level)
         seconds = time.perf_counter() - started
-        verdict = decide(*result.ci, spec.at_least, spec.at_most)
+        verdict = decide(*result.ci, spec.at_least, spec.at_most, effect=result.effect_ci)
         message = explain(verdict, spec, result, hypothesis.name)
         self.result = result
         self.record = make_record(self.id, spec, result, hypothesis, verdict, seconds, message)
-        for key in ("recovered", "ci_low", "ci_high", "level", "verdict", "model", "task", "metric", "n", "seed"):
-            self._properties.append((f"claim_{key}", self.record[key]))
-        if verdict == "fail":
+        if verdict in ("fail", "no-effect"):
             raise ClaimNotMet(message, verdict)
         if verdict == "inconclusive":
             if self._inconclusive is not None:
@@ -536,9 +590,10 @@ def make_record(claim_id: str, spec: ClaimSpec, result, hypothesis, verdict: str
     return {
         "claim": claim_id, "model": spec.model, "task": spec.task, "hypothesis": hypothesis.name,
         "n": int(result.n), "seed": int(spec.seed), "draws": int(spec.draws), "metric": spec.metric,
-        "ablation": spec.ablation, "clean": float(result.clean), "ablated": float(result.ablated),
+        "ablation": spec.ablation, "resampling": spec.resampling, "clean": float(result.clean), "ablated": float(result.ablated),
         "scrubbed": float(result.scrubbed), "recovered": float(result.fraction_recovered),
         "ci_low": float(result.ci[0]), "ci_high": float(result.ci[1]), "level": float(spec.level),
+        "effect_low": float(result.effect_ci[0]), "effect_high": float(result.effect_ci[1]),
         "at_least": _number(spec.at_least), "at_most": _number(spec.at_most), "verdict": verdict,
         "node_evaluations": int(result.node_evaluations), "forward_passes": int(result.forward_passes),
         "cache_hits": int(result.cache_hits), "seconds": float(seconds),
@@ -552,13 +607,13 @@ def make_record(claim_id: str, spec: ClaimSpec, result, hypothesis, verdict: str
 def empty_record(claim_id: str, spec: ClaimSpec | None, verdict: str, message: str, seconds: float = float("nan")) -> dict:
     """The row of a claim that produced no result (skipped, or an error before its experiment finished)."""
     nan = float("nan")
-    base = {"model": "", "task": "", "n": 0, "seed": 0, "draws": 0, "metric": "", "ablation": "", "level": nan,
-            "at_least": nan, "at_most": nan}
+    base = {"model": "", "task": "", "n": 0, "seed": 0, "draws": 0, "metric": "", "ablation": "", "resampling": "",
+            "level": nan, "at_least": nan, "at_most": nan}
     if spec is not None:
         base.update(model=spec.model, task=spec.task, n=spec.n, seed=spec.seed, draws=spec.draws, metric=spec.metric,
-                    ablation=spec.ablation, level=spec.level, at_least=_number(spec.at_least), at_most=_number(spec.at_most))
+                    ablation=spec.ablation, resampling=spec.resampling, level=spec.level, at_least=_number(spec.at_least), at_most=_number(spec.at_most))
     return {
         "claim": claim_id, "hypothesis": "", **base, "clean": nan, "ablated": nan, "scrubbed": nan, "recovered": nan,
-        "ci_low": nan, "ci_high": nan, "verdict": verdict, "node_evaluations": 0, "forward_passes": 0,
+        "ci_low": nan, "ci_high": nan, "effect_low": nan, "effect_high": nan, "verdict": verdict, "node_evaluations": 0, "forward_passes": 0,
         "cache_hits": 0, "seconds": seconds, "message": message, "paths": [], "per_example": {},
     }

@@ -8,6 +8,10 @@ Grammar of a component name (layers and heads count from 0)::
     a{L}.h{H}.q      head H's query input (likewise .k and .v)
     m{L}             MLP of layer L
 
+Numbers are written without leading zeros: ``a1.h0``, never ``a01`` or ``a1.h00``.  Every
+name has exactly one spelling, so that matching names as strings is exact; any other
+spelling is rejected with the canonical one in the message.
+
 A *path* is a tuple of such names read from the output back toward the input:
 ``("a9.h9.q", "a5.h1")`` is the signal from head 5.1 entering head 9.9 by its query
 and going from there to the output.  The engine names an element as coarsely as the
@@ -25,6 +29,8 @@ from typing import Iterable
 from .errors import UnknownComponentError
 
 _NAME = re.compile(r"^(?:(embed)|a(\d+)(?:\.h(\d+)(?:\.([qkv]))?)?|m(\d+))$")
+# The same grammar read loosely (case, spaces, leading zeros), to suggest the canonical spelling.
+_LOOSE = re.compile(r"^\s*(?:(embed)|a\s*(\d+)(?:\s*\.\s*h\s*(\d+)(?:\s*\.\s*([qkv]))?)?|m\s*(\d+))\s*$", re.IGNORECASE)
 CHANNELS = ("q", "k", "v")
 
 
@@ -50,6 +56,13 @@ class Component:
             name += f".{self.channel}"
         return name
 
+    @property
+    def order(self) -> int:
+        """Place in the residual stream: embed -1, attention layer L 2L, MLP L 2L+1."""
+        if self.kind == "embed":
+            return -1
+        return 2 * self.layer + (1 if self.kind == "mlp" else 0)
+
 
 @dataclass(frozen=True)
 class ModelGraph:
@@ -68,34 +81,76 @@ class ModelGraph:
         )
 
     def parse(self, name: str) -> Component:
-        """Parse ``name``; raise UnknownComponentError naming the valid ones if it is bad."""
+        """Parse ``name``; raise UnknownComponentError naming the valid ones if it is bad.
+
+        Only the canonical spelling is accepted: ``'a01'`` is an error that suggests ``'a1'``.
+        """
         match = _NAME.match(name) if isinstance(name, str) else None
         if match is None:
+            loose = _LOOSE.match(name) if isinstance(name, str) else None
+            hint = ""
+            if loose is not None:
+                embed, a_layer, head, channel, m_layer = loose.groups()
+                suggestion = Component("embed") if embed else (
+                    Component("mlp", int(m_layer)) if m_layer is not None else
+                    Component("attn", int(a_layer), None if head is None else int(head),
+                              None if channel is None else channel.lower()))
+                hint = f"did you mean {suggestion.name!r}? "
+            shown = f"{name!r}" if isinstance(name, str) else f"{name!r} ({type(name).__name__})"
             raise UnknownComponentError(
-                f"{name!r} is not a component name; expected one of 'embed', 'a{{L}}', "
-                f"'a{{L}}.h{{H}}', 'a{{L}}.h{{H}}.q' (or .k/.v), 'm{{L}}' ({self.describe()})"
+                f"{shown} is not a component name; {hint}expected one of 'embed', 'a{{L}}', "
+                f"'a{{L}}.h{{H}}', 'a{{L}}.h{{H}}.q' (or .k/.v), 'm{{L}}' with numbers written without leading "
+                f"zeros ({self.describe()})"
             )
         embed, a_layer, head, channel, m_layer = match.groups()
         if embed:
             return Component("embed")
         layer = int(a_layer if a_layer is not None else m_layer)
+        parsed = (Component("mlp", layer) if m_layer is not None
+                  else Component("attn", layer, None if head is None else int(head), channel))
+        if parsed.name != name:
+            raise UnknownComponentError(
+                f"{name!r} is not a canonical component name; did you mean {parsed.name!r}? "
+                "(numbers are written without leading zeros, so that every name has one spelling)"
+            )
         if layer >= self.n_layers:
             raise UnknownComponentError(
                 f"{name!r} names layer {layer}, but {self.describe()}; "
                 f"use a layer between 0 and {self.n_layers - 1}"
             )
-        if m_layer is not None:
-            return Component("mlp", layer)
-        if head is not None and int(head) >= self.n_heads:
+        if parsed.head is not None and parsed.head >= self.n_heads:
             raise UnknownComponentError(
                 f"{name!r} names head {head}, but {self.describe()}; "
                 f"use a head between 0 and {self.n_heads - 1}"
             )
-        return Component("attn", layer, None if head is None else int(head), channel)
+        return parsed
 
     def check(self, names: Iterable[str]) -> list[Component]:
         """Parse every name (raising on the first bad one)."""
         return [self.parse(name) for name in names]
+
+    def check_pattern(self, pattern: Iterable[str]) -> list[Component]:
+        """Parse a path pattern (names from the output toward the input) and check that some path
+        of this model matches it: each name must write into the input of the one before it, so
+        it comes strictly earlier in the residual stream, and ``embed`` (a leaf) can only be last.
+        """
+        names = [pattern] if isinstance(pattern, str) else list(pattern)
+        if not names:
+            raise UnknownComponentError("an empty path pattern matches no path; name at least one component, e.g. ('a1.h0',)")
+        parsed = self.check(names)
+        for (above, upper), (below, lower) in zip(zip(names, parsed), zip(names[1:], parsed[1:])):
+            if upper.kind == "embed":
+                raise UnknownComponentError(
+                    f"path pattern {tuple(names)} continues past 'embed', which reads the tokens and has no inputs; "
+                    "end the pattern at 'embed' (patterns run from the output toward the input)"
+                )
+            if lower.order >= upper.order:
+                raise UnknownComponentError(
+                    f"path pattern {tuple(names)} has {below!r} after {above!r}, but {below!r} does not write into "
+                    f"{above!r}'s input (it is not earlier in the residual stream), so no path matches it; patterns "
+                    "run from the output toward the input, e.g. ('a1.h0.k', 'a0.h3'): head 0.3 into head 1.0's key"
+                )
+        return parsed
 
     def writers(self) -> list[str]:
         """Layer-level components that write to the final residual stream, in order."""

@@ -76,6 +76,28 @@ def fraction_recovered(scrubbed: float, ablated: float, clean: float) -> float:
     return (scrubbed - ablated) / denominator
 
 
+def whole_number(value, name: str, low: int, example: str) -> int:
+    """``value`` as an int when it is a whole number >= ``low`` (Python or numpy integer, or a
+    0-d integer tensor); otherwise an InputError naming the value and an example."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.dtype.is_floating_point and value.dtype != torch.bool:
+        value = value.item()
+    is_int = isinstance(value, int) or type(value).__module__ == "numpy" and hasattr(value, "dtype") and value.dtype.kind in "iu"
+    if isinstance(value, bool) or not is_int or int(value) < low:
+        raise InputError(f"{name}={value!r}: expected a whole number >= {low}, e.g. {name}={example}")
+    return int(value)
+
+
+def bootstrap_mean(values: torch.Tensor, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of per-example ``values``: shape (N,), or (D, N)
+    for D draws, where each example's draws are averaged first (examples are the unit resampled)."""
+    values = torch.as_tensor(values, dtype=torch.float64)
+    per_example = values.mean(0) if values.dim() == 2 else values
+    generator = torch.Generator().manual_seed(seed)
+    means = per_example[torch.randint(0, per_example.numel(), (n_boot, per_example.numel()), generator=generator)].mean(1)
+    low, high = torch.quantile(means, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64))
+    return float(low), float(high)
+
+
 def bootstrap_recovery(
     clean: torch.Tensor,
     ablated: torch.Tensor,
@@ -91,8 +113,9 @@ def bootstrap_recovery(
     bootstrap sample resamples examples (and, with D > 1, draws) with replacement and
     recomputes the ratio of means, so the interval covers both sources of variation.
     """
-    if not 0 < level < 1:
-        raise InputError(f"level={level}: expected a confidence level between 0 and 1, e.g. 0.95")
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+        raise InputError(f"level={level!r}: expected a confidence level between 0 and 1, e.g. 0.95")
+    n_boot = whole_number(n_boot, "n_boot", 100, "2000")
     values = [torch.as_tensor(x, dtype=torch.float64) for x in (clean, ablated, scrubbed)]
     values = [v[None] if v.dim() == 1 else v for v in values]
     draws, n = values[0].shape

@@ -12,23 +12,32 @@ import hashlib
 import html
 import importlib.metadata
 import math
+import os
 import platform
 import re
-import shutil
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 COLUMNS = (
-    "claim", "model", "task", "hypothesis", "n", "seed", "draws", "metric", "ablation",
-    "clean", "ablated", "scrubbed", "recovered", "ci_low", "ci_high", "level", "at_least", "at_most",
-    "verdict", "node_evaluations", "forward_passes", "cache_hits", "seconds",
+    "claim", "model", "task", "hypothesis", "n", "seed", "draws", "metric", "ablation", "resampling",
+    "clean", "ablated", "scrubbed", "recovered", "ci_low", "ci_high", "level", "effect_low", "effect_high",
+    "at_least", "at_most",
+    "verdict", "node_evaluations", "forward_passes", "cache_hits", "seconds", "message",
+    "baseline_recovered", "change", "drift",
 )
+# Filled in at the end of a run compared with a baseline (--claims-compare); empty otherwise.
+COMPARISON = ("baseline_recovered", "change", "drift")
+# What must agree between a claim and its baseline row for the comparison to mean something.
+IDENTITY = ("model", "task", "n", "seed")
 # Columns that depend on scheduling and machine load rather than on the claim: they differ
 # between a serial and a pytest-xdist run (cache sharing) and between any two runs (time).
 RUN_DEPENDENT = ("forward_passes", "cache_hits", "seconds")
 COMPARABLE = ("recovered", "ci_low", "ci_high", "clean", "ablated", "scrubbed", "seconds")
-_VERDICT_COLOURS = {"pass": "#d8f0d8", "fail": "#f8d0d0", "inconclusive": "#fbe7c0", "skipped": "#e4e4e4", "error": "#f0c0e0"}
+_VERDICT_COLOURS = {"pass": "#d8f0d8", "fail": "#f8d0d0", "inconclusive": "#fbe7c0", "no-effect": "#d8e4f4",
+                    "xfailed": "#ece8c8", "xpassed": "#f8dcb8", "skipped": "#e4e4e4", "error": "#f0c0e0"}
+VERDICTS = tuple(_VERDICT_COLOURS)  # the order in which counts are listed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -46,35 +55,94 @@ def to_frame(records: Iterable[Mapping]):
     return frame
 
 
+def csv_text(frame) -> str:
+    """The CSV text of a frame (full float precision)."""
+    return frame.to_csv(index=False)
+
+
 def write_csv(frame, path: Path) -> Path:
-    """Write atomically (a temporary file renamed into place), full float precision."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    frame.to_csv(temporary, index=False)
-    temporary.replace(path)
-    return path
+    """Write atomically (see :func:`write_atomic`), full float precision."""
+    return write_atomic(path, csv_text(frame))
 
 
 def read_csv(path: Path):
     import pandas as pd
 
-    return pd.read_csv(path, keep_default_na=True)
+    return pd.read_csv(path, keep_default_na=True, encoding="utf-8-sig")  # a spreadsheet may add a BOM
 
 
-def _write_text(path: Path, text: str) -> Path:
+def write_atomic(path: Path, data: str | bytes) -> Path:
+    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never a part.
+
+    The data goes to a temporary file unique to this call (process id and random letters, created
+    exclusively) in the same directory, which is then renamed over ``path`` with ``os.replace``.
+    Concurrent writers to one path never share a temporary file; the last rename wins.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
     return path
 
 
-def copy(source: Path, target: Path) -> None:
-    temporary = Path(target).with_name(Path(target).name + ".tmp")
-    shutil.copyfile(source, temporary)
-    temporary.replace(target)
+def _write_text(path: Path, text: str) -> Path:
+    return write_atomic(path, text)
+
+
+def baseline_problem(path: Path, fields: Sequence[str] = ()) -> str | None:
+    """What makes ``path`` unusable as a baseline (None when it is fine): not a readable CSV, no
+    ``claim`` or ``recovered`` column (or no column for a ``fields`` limit), no rows, a repeated
+    or empty claim id, a value that is not a number."""
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            return "the file is empty"
+        frame = read_csv(path)
+    except pd.errors.EmptyDataError:
+        return "the file has no CSV header or rows"
+    except UnicodeDecodeError:
+        return "the file is not text (not a CSV file)"
+    except (pd.errors.ParserError, ValueError) as error:
+        return f"the file is not a readable CSV ({' '.join(str(error).split())})"
+    except OSError as error:
+        return f"the file cannot be read ({error.strerror or error})"
+    shown = ", ".join(str(c) for c in list(frame.columns)[:8]) + (", ..." if len(frame.columns) > 8 else "")
+    missing = [column for column in ("claim", "recovered") if column not in frame.columns]
+    if missing:
+        return (f"it has no {', '.join(repr(c) for c in missing)} column{'s' if len(missing) > 1 else ''} "
+                f"(its columns: {shown}), so it is not a claims report CSV")
+    missing = [column for column in dict.fromkeys(fields) if column not in frame.columns]
+    if missing:
+        return (f"it has no {', '.join(repr(c) for c in missing)} column{'s' if len(missing) > 1 else ''}, which "
+                f"--claims-compare-fail compares (its columns: {shown})")
+    if frame.empty:
+        return "it has a header but no claims"
+    claims = frame["claim"]
+    blank = (claims.isna() | (claims.astype(str).str.strip() == "")).to_numpy()
+    if blank.any():
+        return f"line {int(blank.argmax()) + 2} has no claim id"
+    repeated = sorted(set(claims[claims.duplicated()].astype(str)))
+    if repeated:
+        return f"claim ids repeat: {', '.join(repeated[:3])}{', ...' if len(repeated) > 3 else ''}"
+    for column in dict.fromkeys(["recovered", *fields]):
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = frame[column][values.isna() & frame[column].notna()]
+        if len(bad):
+            return (f"column {column!r} holds {bad.iloc[0]!r} (line {int(bad.index[0]) + 2}), which is not a number")
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -103,6 +171,13 @@ def recovered_text(row: Mapping) -> str:
     level = row["level"]
     level = f"{level:.0%} " if isinstance(level, float) and not math.isnan(level) else ""
     return f"{_num(row['recovered'])} [{_num(row['ci_low'])}, {_num(row['ci_high'])}] {level}".rstrip()
+
+
+def _effect_text(row: Mapping) -> str:
+    low, high = row.get("effect_low"), row.get("effect_high")
+    if low is None or (isinstance(low, float) and math.isnan(low)):
+        return "—"
+    return f"{_num(row['clean'] - row['ablated'], 4)} [{_num(low, 4)}, {_num(high, 4)}]"
 
 
 def summary_rows(frame) -> list[list[str]]:
@@ -159,24 +234,52 @@ class Drift:
                 f"(change {change:+.4g}), more than the limit {allowed} set by --claims-compare-fail={self.limit}")
 
 
-def compare(frame, baseline, limits: Sequence[Limit]) -> tuple[list[list[str]], list[Drift], list[str]]:
+def _identity(value) -> str:
+    """A model/task/n/seed value as text, so that 8, 8.0 and "8" (as CSV files give them) agree."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def mismatches(row: Mapping, before: Mapping) -> list[str]:
+    """How a claim's row differs from its baseline row in what the claim is (model, task, n, seed)."""
+    found = []
+    for key in IDENTITY:
+        if key in before and key in row and _identity(before[key]) != _identity(row[key]):
+            found.append(f"{key} {_identity(row[key]) or '(none)'} here, {_identity(before[key]) or '(none)'} in the baseline")
+    return found
+
+
+def compare(frame, baseline, limits: Sequence[Limit], selected: Iterable[str] | None = None
+            ) -> tuple[list[list[str]], list[Drift], list[str]]:
     """Compare this run with a baseline by claim id.
 
     Returns the comparison table (header first: claim, recovered then and now, change), the
-    drifts beyond ``limits``, and notes about claims present in only one of the two runs.
+    drifts beyond ``limits``, and notes: claims present in only one of the two runs, and claims
+    whose model, task, n or seed differ from their baseline row (their numbers are not comparable).
+    A baseline claim missing from this run is noted only when it is in ``selected`` (the claims
+    this run selected; None: every claim counts as selected), so claims deselected with -k or -m
+    are not reported missing.
     """
     old = {row["claim"]: row for row in baseline.to_dict("records")}
     new = {row["claim"]: row for row in frame.to_dict("records")}
+    wanted = None if selected is None else set(selected)
     table = [["claim", "baseline recovered", "recovered", "change"]]
     drifts: list[Drift] = []
     notes = [f"{claim}: not in the baseline" for claim in new if claim not in old]
-    notes += [f"{claim}: in the baseline but not in this run" for claim in old if claim not in new]
+    notes += [f"{claim}: in the baseline but not in this run" for claim in old
+              if claim not in new and (wanted is None or claim in wanted)]
     for claim, row in new.items():
         if claim not in old:
             continue
         before = old[claim]
-        table.append([claim, _num(before["recovered"]), _num(row["recovered"]),
-                      _num(row["recovered"] - before["recovered"]) if not math.isnan(row["recovered"] - before["recovered"]) else "—"])
+        then, now = float(before["recovered"]), float(row["recovered"])
+        table.append([claim, _num(then), _num(now), _num(now - then) if not math.isnan(now - then) else "—"])
+        differ = mismatches(row, before)
+        if differ:
+            notes.append(f"{claim}: note: {'; '.join(differ)}, so the two are not the same measurement")
         for limit in limits:
             then, now = float(before[limit.field]), float(row[limit.field])
             if math.isnan(then) and math.isnan(now):
@@ -187,17 +290,51 @@ def compare(frame, baseline, limits: Sequence[Limit]) -> tuple[list[list[str]], 
     return table, drifts, notes
 
 
+def comparison_fields(frame, baseline, drifts: Sequence[Drift]) -> dict[str, dict]:
+    """Per claim of this run found in the baseline: the COMPARISON columns, plus ``baseline_notes``
+    (the drift messages and the model/task/n/seed differences) for its part of the HTML page."""
+    old = {row["claim"]: row for row in baseline.to_dict("records")}
+    fields = {}
+    for row in frame.to_dict("records"):
+        before = old.get(row["claim"])
+        if before is None:
+            continue
+        then, now = float(before["recovered"]), float(row["recovered"])
+        drifted = [d for d in drifts if d.claim == row["claim"]]
+        differ = mismatches(row, before)
+        notes = [("drift", d.message()) for d in drifted]
+        if differ:
+            notes.append(("warning", f"Not the same measurement as the baseline: {'; '.join(differ)}."))
+        fields[row["claim"]] = {"baseline_recovered": then, "change": now - then, "drift": bool(drifted),
+                                "baseline_notes": notes}
+    return fields
+
+
+def verdict_counts(frame) -> str:
+    """``"2 pass, 1 fail"``: how many claims got each verdict, known verdicts first."""
+    counts = frame["verdict"].value_counts().to_dict() if len(frame) else {}
+    order = [v for v in VERDICTS if v in counts] + sorted(v for v in counts if v not in VERDICTS)
+    return ", ".join(f"{counts[v]} {v}" for v in order)
+
+
 # ---------------------------------------------------------------------------------------------
 # Drawings
 
 
-_OTHER = {"resample": "a random other example", "mean": "the mean over the examples", "zero": "zero activations"}
+_OTHER = {"resample": "its own random example", "mean": "the dataset mean of what it carries", "zero": "zero"}
 
 
-def hypothesis_note(ablation: str) -> str:
+def hypothesis_note(ablation: str, resampling: str = "independent") -> str:
     """What the drawing of a hypothesis means, in words."""
-    return (f"The drawn paths, and everything below the last component of each, read what their notes say; "
-            f"every other path reads {_OTHER.get(ablation, ablation)} ({ablation} ablation). Arrows point toward the output.")
+    if resampling == "shared":
+        other = "one random other example shared by all of them" if ablation == "resample" else _OTHER.get(ablation, ablation)
+        return (f"The drawn paths, and everything below the last component of each, read what their notes say "
+                f"(relative to the example itself); every other path reads {other} ({ablation} ablation, shared "
+                "resampling). Arrows point toward the output.")
+    return (f"The hypothesis as a tree (Chan et al.): each drawn component reads an example that agrees with the one "
+            f"its parent reads on the feature in its note (the output reads the example itself); below a note, the "
+            f"whole subtree reads that example. Every input not drawn reads {_OTHER.get(ablation, ablation)} "
+            f"({ablation} ablation, independent resampling). Arrows point toward the output.")
 
 
 def hypothesis_digraph(paths: Sequence, name: str, ablation: str):
@@ -214,23 +351,21 @@ def hypothesis_digraph(paths: Sequence, name: str, ablation: str):
         edge_attr={"fontname": "Helvetica", "fontsize": "9"},
     )
     dot.node("output", "output (logits)", shape="ellipse", fillcolor="white")
-    ids: dict[str, str] = {}
-    edges: set[tuple[str, str]] = set()
+    ids: dict[tuple, str] = {}  # one node per pattern prefix: the hypothesis is drawn as the tree it is
     for k, (pattern, feature) in enumerate(paths):
         above = "output"
-        for component in pattern:
-            if component not in ids:
-                ids[component] = f"c{len(ids)}"
-                dot.node(ids[component], component)
-            if (ids[component], above) not in edges:
-                edges.add((ids[component], above))
-                dot.edge(ids[component], above)
-            above = ids[component]
-        reads = "the example itself" if feature is None else f"an example with the same {feature}"
+        for depth, component in enumerate(pattern):
+            prefix = tuple(pattern[: depth + 1])
+            if prefix not in ids:
+                ids[prefix] = f"c{len(ids)}"
+                dot.node(ids[prefix], component)
+                dot.edge(ids[prefix], above)
+            above = ids[prefix]
+        reads = "the same example" if feature is None else f"an example with the same {feature}"
         dot.node(f"note{k}", f"reads {reads}", shape="note", fillcolor="#fff8dc", fontsize="9")
         dot.edge(f"note{k}", above, style="dashed", arrowhead="none")
     if not paths:
-        dot.node("empty", f"empty hypothesis: every path reads {other}", shape="note", fillcolor="#fff8dc")
+        dot.node("empty", f"empty hypothesis: every input reads {other}", shape="note", fillcolor="#fff8dc")
         dot.edge("empty", "output", style="dashed", arrowhead="none")
     return dot
 
@@ -390,28 +525,61 @@ def anchor(claim_id: str) -> str:
     return f"claim-{readable}-{hashlib.sha1(claim_id.encode()).hexdigest()[:8]}"
 
 
-def claim_section(record: Mapping) -> str:
-    """One claim's part of the HTML page: facts, verdict message, hypothesis graph, distribution."""
+def claim_figures(record: Mapping) -> str:
+    """The costly part of a claim's section (hypothesis graph and distribution plot), rendered once."""
+    if not record.get("per_example"):
+        return ""
+    return "\n".join([
+        "<h3>Hypothesis</h3>",
+        f'<p class="note">{html.escape(hypothesis_note(record["ablation"], record.get("resampling", "independent")))}</p>',
+        graph_html(hypothesis_digraph(record.get("paths", []), record.get("hypothesis", ""), record["ablation"])),
+        "<h3>Per-example distribution</h3>",
+        distribution_svg(record),
+    ])
+
+
+def _notes_html(notes: Iterable[tuple[str, str]]) -> str:
+    items = "".join(f'<li class="{html.escape(kind)}">{html.escape(text)}</li>' for kind, text in notes)
+    return f'<ul class="notes">{items}</ul>' if items else ""
+
+
+def _baseline_text(record: Mapping) -> str | None:
+    then = record.get("baseline_recovered")
+    if then is None or (isinstance(then, float) and math.isnan(then) and record.get("drift") is None):
+        return None
+    change = record.get("change")
+    change = "—" if change is None or math.isnan(change) else f"{change:+.3f}"
+    drift = " — drifted beyond --claims-compare-fail" if record.get("drift") is True else ""
+    return f"{_num(then)} (change {change}){drift}"
+
+
+def claim_section(record: Mapping, figures: str | None = None) -> str:
+    """One claim's part of the HTML page: facts, verdict message, comparison with the baseline,
+    hypothesis graph, distribution (``figures``, from :func:`claim_figures`; rendered when None)."""
     verdict = record["verdict"]
     facts = [("model", record["model"]), ("task", record["task"]), ("hypothesis", record.get("hypothesis", "")),
-             ("metric", record["metric"]), ("ablation", record["ablation"]), ("n", record["n"]),
-             ("seed", record["seed"]), ("draws", record["draws"]),
+             ("metric", record["metric"]), ("ablation", f'{record["ablation"]} ({record.get("resampling", "")} resampling)'),
+             ("n", record["n"]), ("seed", record["seed"]), ("draws", record["draws"]),
              ("clean / ablated / scrubbed", " / ".join(_num(record[k], 4) for k in ("clean", "ablated", "scrubbed"))),
+             ("effect to explain: clean − ablated", _effect_text(record)),
              ("recovered", recovered_text(record)), ("threshold", threshold_text(record["at_least"], record["at_most"])),
              ("node evaluations / forward passes / cache hits",
               f'{record["node_evaluations"]} / {record["forward_passes"]} / {record["cache_hits"]}')]
+    baseline = _baseline_text(record)
+    if baseline is not None:
+        facts.append(("baseline recovered", baseline))
     rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts)
     parts = [f'<section id="{anchor(record["claim"])}"><h2>{html.escape(record["claim"])} '
-             f'<span class="verdict" style="background:{_VERDICT_COLOURS.get(verdict, "#fff")}">{html.escape(verdict)}</span></h2>',
-             f'<table class="facts">{rows}</table>']
+             f'<span class="verdict" style="background:{_VERDICT_COLOURS.get(verdict, "#fff")}">{html.escape(verdict)}</span></h2>']
+    notes = _notes_html(record.get("baseline_notes") or ())
+    if notes:
+        parts.append(notes)
+    parts.append(f'<table class="facts">{rows}</table>')
     if record.get("message"):
         parts.append(f'<pre class="message">{html.escape(record["message"])}</pre>')
-    if record.get("per_example"):
-        parts.append("<h3>Hypothesis</h3>")
-        parts.append(f'<p class="note">{html.escape(hypothesis_note(record["ablation"]))}</p>')
-        parts.append(graph_html(hypothesis_digraph(record.get("paths", []), record.get("hypothesis", ""), record["ablation"])))
-        parts.append("<h3>Per-example distribution</h3>")
-        parts.append(distribution_svg(record))
+    figures = claim_figures(record) if figures is None else figures
+    if figures:
+        parts.append(figures)
     parts.append("</section>")
     return "\n".join(parts)
 
@@ -427,22 +595,33 @@ pre { background: #f7f7f7; padding: 0.6em; overflow-x: auto; font-size: 12px; }
 section { border-top: 1px solid #ddd; margin-top: 2em; }
 .graph svg { max-width: 100%; height: auto; }
 .note { color: #666; font-size: 13px; }
+ul.notes { padding-left: 1.2em; }
+ul.notes li { margin: 0.2em 0; font-size: 13px; }
+li.drift, p.drift { color: #a00000; font-weight: bold; }
+li.warning { color: #8a5300; }
 """
 
 
-def render_html(frame, sections: Sequence[str], env: Mapping[str, str], title: str) -> str:
-    """The whole page: summary table, each claim's section, and the environment."""
+def render_html(frame, sections: Sequence[str], env: Mapping[str, str], title: str,
+                notes: Sequence[tuple[str, str]] = ()) -> str:
+    """The whole page: summary, notes (``(kind, text)``, kind ``drift``, ``warning`` or ``info``),
+    summary table, each claim's section, and the environment."""
     table = summary_rows(frame)
-    counts = frame["verdict"].value_counts().to_dict()
-    summary = ", ".join(f"{counts[v]} {v}" for v in ("pass", "fail", "inconclusive", "skipped", "error") if v in counts)
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in table[0])
+    summary = verdict_counts(frame)
+    compared = "baseline_recovered" in frame and frame["drift"].notna().any()
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in table[0] + (["vs baseline"] if compared else []))
+    records = frame.to_dict("records")
     body = []
-    for row in table[1:]:
+    for row, record in zip(table[1:], records):
         verdict = row[5]
         cells = [f'<td><a href="#{anchor(row[0])}">{html.escape(row[0])}</a></td>']
         cells += [f"<td>{html.escape(cell)}</td>" for cell in row[1:5]]
         cells.append(f'<td style="background:{_VERDICT_COLOURS.get(verdict, "#fff")}">{html.escape(verdict)}</td>')
         cells.append(f'<td class="num">{html.escape(row[6])}</td>')
+        if compared:
+            text = _baseline_text(record) or "not in the baseline"
+            style = ' style="background:#f8d0d0"' if record.get("drift") is True else ""
+            cells.append(f"<td{style}>{html.escape(text)}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
     env_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in env.items())
     return "\n".join([
@@ -454,6 +633,7 @@ def render_html(frame, sections: Sequence[str], env: Mapping[str, str], title: s
         f"<p>{len(frame)} claims: {html.escape(summary)}. The interval is a bootstrap confidence interval of the "
         "fraction recovered, (scrubbed − ablated) / (clean − ablated); a claim passes when the whole interval "
         "clears its threshold.</p>",
+        _notes_html(notes),
         f'<table class="summary"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>',
         *sections,
         '<section id="environment"><h2>Environment</h2>',

@@ -9,7 +9,10 @@ every claim so that an interrupted run keeps what finished.
 from __future__ import annotations
 
 import math
+import os
 import re
+import tempfile
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +32,36 @@ class SettingsError(CausalHypothesesError, ValueError):
     """A ``--claims-*`` option or ``claims_*`` ini value is not allowed."""
 
 
+class ClaimsReportWarning(UserWarning):
+    """A claims report (CSV, HTML or baseline) could not be written; the claims still ran."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a setting's value came from: the command line (``option``), the ini file (``ini``,
+    with its path) or ``-o claims_KEY=VALUE`` (``override``)."""
+
+    kind: str = "option"
+    path: Path | None = None
+
+    def show(self, key: str, value: str) -> str:
+        """The value as the user wrote it: ``--claims-n='abc'`` or ``claims_n = 'abc' in pytest.ini``."""
+        if self.kind == "ini":
+            where = f" in {self.path}" if self.path is not None else " in the ini file"
+            return f"claims_{key} = {value!r}{where}"
+        if self.kind == "override":
+            return f"-o claims_{key}={value!r}"
+        return f"--claims-{key.replace('_', '-')}={value!r}"
+
+    def name(self, key: str) -> str:
+        """The setting's name as given: ``--claims-n``, ``claims_n`` (ini) or ``-o claims_n``."""
+        if self.kind == "ini":
+            return f"claims_{key}"
+        if self.kind == "override":
+            return f"-o claims_{key}"
+        return f"--claims-{key.replace('_', '-')}"
+
+
 @dataclass(frozen=True)
 class Settings:
     """The run's settings (command line over ini over defaults), validated once at start-up."""
@@ -44,20 +77,31 @@ class Settings:
     compare_fail: tuple = ()
     save: str | None = None
     inconclusive: str = "fail"
+    # Where report_dir came from (None: the default, reports/ under the rootdir).
+    report_dir_source: Source | None = None
 
     @classmethod
-    def from_values(cls, values: Mapping[str, tuple[str | None, Path]]) -> "Settings":
-        """Build from ``{key: (raw string or None, directory relative paths start from)}``.
+    def from_values(cls, values: Mapping[str, tuple]) -> "Settings":
+        """Build from ``{key: (raw string or None, directory relative paths start from[, Source])}``.
 
-        Keys are the option names without the ``claims_`` prefix.  Every bad value is
-        collected and reported at once, each with what is allowed.
+        Keys are the option names without the ``claims_`` prefix; the optional third item says
+        where the value came from (the command line when absent), so that a message names the
+        ini key for a value from the ini file.  Every bad value is collected and reported at
+        once, each with what is allowed.
         """
-        from .reports import COMPARABLE, Limit
+        from .reports import COMPARABLE, Limit, baseline_problem
 
-        raw = {key: value for key, (value, _) in values.items() if value not in (None, "")}
-        base = {key: where for key, (_, where) in values.items()}
+        raw = {key: value[0] for key, value in values.items() if value[0] not in (None, "")}
+        base = {key: value[1] for key, value in values.items()}
+        source = {key: value[2] if len(value) > 2 and value[2] is not None else Source() for key, value in values.items()}
         problems: list[str] = []
         settings: dict = {}
+
+        def shown(key: str) -> str:
+            return source.get(key, Source()).show(key, raw[key])
+
+        def name(key: str) -> str:
+            return source.get(key, Source()).name(key)
 
         def integer(key: str, low: int):
             text = raw[key]
@@ -66,18 +110,23 @@ class Settings:
             except ValueError:
                 value = None
             if value is None or value < low:
-                problems.append(f"--claims-{key}={text!r}: expected an integer >= {low}")
+                problems.append(f"{shown(key)}: expected an integer >= {low}")
             return value
 
         if "model" in raw:
             settings["model"] = raw["model"].strip()
         if "device" in raw:
             if not DEVICE_PATTERN.match(raw["device"]):
-                problems.append(f"--claims-device={raw['device']!r}: expected cpu, cuda, cuda:N or mps")
+                problems.append(f"{shown('device')}: expected cpu, cuda, cuda:N or mps")
+            elif raw["device"] != "cpu":
+                missing = device_problem(raw["device"])
+                if missing:
+                    problems.append(f"{shown('device')}: {missing}; run on the cpu ({name('device')}=cpu, or leave it "
+                                    "out) or where that device exists")
             settings["device"] = raw["device"]
         if "dtype" in raw:
             if raw["dtype"] not in DTYPES:
-                problems.append(f"--claims-dtype={raw['dtype']!r}: expected one of {', '.join(DTYPES)}")
+                problems.append(f"{shown('dtype')}: expected one of {', '.join(DTYPES)}")
             settings["dtype"] = raw["dtype"]
         if "n" in raw:
             settings["n"] = integer("n", 1)
@@ -85,31 +134,27 @@ class Settings:
             settings["seed"] = integer("seed", 0)
         directory = Path(raw.get("report_dir", "reports")).expanduser()
         settings["report_dir"] = directory if directory.is_absolute() else (base.get("report_dir", Path.cwd()) / directory)
+        if "report_dir" in raw:
+            settings["report_dir_source"] = source.get("report_dir", Source())
         if "profile" in raw:
             if raw["profile"] not in _claims.PROFILES:
-                problems.append(f"--claims-profile={raw['profile']!r}: expected one of {', '.join(_claims.PROFILES)} "
+                problems.append(f"{shown('profile')}: expected one of {', '.join(_claims.PROFILES)} "
                                 "(dev: few examples, quick; ci: the defaults; thorough: more examples and draws)")
             else:
                 settings["profile"] = _claims.PROFILES[raw["profile"]]
         if "inconclusive" in raw:
             if raw["inconclusive"] not in INCONCLUSIVE:
-                problems.append(f"--claims-inconclusive={raw['inconclusive']!r}: expected one of {', '.join(INCONCLUSIVE)}")
+                problems.append(f"{shown('inconclusive')}: expected one of {', '.join(INCONCLUSIVE)}")
             settings["inconclusive"] = raw["inconclusive"]
         if "save" in raw:
-            if not _NAME.match(raw["save"]):
-                problems.append(f"--claims-save={raw['save']!r}: expected a name of letters, digits, '.', '_' or '-' "
+            # --claims-save=x.csv and --claims-compare=x.csv name the same file, baselines/x.csv.
+            stem = raw["save"][:-4] if raw["save"].endswith(".csv") else raw["save"]
+            if not _NAME.match(stem):
+                problems.append(f"{shown('save')}: expected a name of letters, digits, '.', '_' or '-' "
                                 f"(it becomes {settings['report_dir'] / 'baselines'}/NAME.csv)")
-            settings["save"] = raw["save"]
-        if "compare" in raw:
-            found = resolve_baseline(raw["compare"], base.get("compare", Path.cwd()), settings["report_dir"])
-            if found is None:
-                known = sorted(p.stem for p in (settings["report_dir"] / "baselines").glob("*.csv"))
-                problems.append(f"--claims-compare={raw['compare']!r}: no such CSV file and no baseline of that name in "
-                                f"{settings['report_dir'] / 'baselines'} (saved baselines: {', '.join(known) or 'none'}); "
-                                "save one with --claims-save=NAME")
-            settings["compare"] = found
+            settings["save"] = stem
+        limits = []
         if "compare_fail" in raw:
-            limits = []
             for part in raw["compare_fail"].split(","):
                 match = re.match(r"^\s*([a-z_]+):([0-9.eE+-]+)(%?)\s*$", part)
                 value = None
@@ -119,7 +164,8 @@ class Settings:
                     except ValueError:
                         value = None
                 if not match or match.group(1) not in COMPARABLE or value is None or not math.isfinite(value) or value < 0:
-                    problems.append(f"--claims-compare-fail={part.strip()!r}: expected FIELD:LIMIT (absolute) or FIELD:LIMIT% "
+                    problems.append(f"{source.get('compare_fail', Source()).show('compare_fail', part.strip())}: "
+                                    "expected FIELD:LIMIT (absolute) or FIELD:LIMIT% "
                                     f"(relative to the baseline), FIELD one of {', '.join(COMPARABLE)}, LIMIT >= 0; "
                                     "e.g. recovered:0.05")
                     continue
@@ -127,10 +173,82 @@ class Settings:
                 limits.append(Limit(match.group(1), value / 100 if relative else value, relative))
             settings["compare_fail"] = tuple(limits)
             if "compare" not in raw:
-                problems.append("--claims-compare-fail needs a baseline to compare with: add --claims-compare=NAME_OR_PATH")
+                fix = ("claims_compare = NAME_OR_PATH to the ini file" if source.get("compare_fail", Source()).kind == "ini"
+                       else "--claims-compare=NAME_OR_PATH")
+                problems.append(f"{name('compare_fail')} needs a baseline to compare with: add {fix}")
+        if "compare" in raw:
+            found = resolve_baseline(raw["compare"], base.get("compare", Path.cwd()), settings["report_dir"])
+            if found is None:
+                known = sorted(p.stem for p in (settings["report_dir"] / "baselines").glob("*.csv"))
+                given = Path(raw["compare"]).expanduser()
+                given = given if given.is_absolute() else base.get("compare", Path.cwd()) / given
+                what = f"{given} is a directory, not a CSV file" if given.is_dir() else "no such CSV file"
+                problems.append(f"{shown('compare')}: {what} and no baseline of that name in "
+                                f"{settings['report_dir'] / 'baselines'} (saved baselines: {', '.join(known) or 'none'}); "
+                                "save one with --claims-save=NAME")
+            else:
+                wrong = baseline_problem(found, [limit.field for limit in limits])
+                if wrong:
+                    problems.append(f"{shown('compare')}: the baseline {found} cannot be used: {wrong}; give a CSV "
+                                    "written by a claims run (reports/claims-*.csv) or save one with --claims-save=NAME")
+            settings["compare"] = found
         if problems:
             raise SettingsError("bad claims settings:\n  " + "\n  ".join(problems))
         return cls(**settings)
+
+
+def device_problem(device: str) -> str | None:
+    """Why torch cannot run on ``device`` here (None when it can). Imports torch: call it only
+    for a device other than the cpu."""
+    import torch
+
+    if device.startswith("cuda"):
+        build = f"torch {torch.__version__}" + ("" if torch.version.cuda else ", built without CUDA")
+        if not torch.cuda.is_available():
+            return f"no CUDA device is available ({build}; torch.cuda.is_available() is False)"
+        count = torch.cuda.device_count()
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            return f"there is no CUDA device {index}: {count} available (cuda:0 to cuda:{count - 1})"
+        return None
+    if device == "mps":
+        backend = getattr(torch.backends, "mps", None)
+        if backend is None or not backend.is_available():
+            return f"the mps (Apple GPU) device is not available (torch {torch.__version__}; torch.backends.mps.is_available() is False)"
+    return None
+
+
+def _probe(directory: Path, exists: bool) -> None:
+    """Create and remove a file in ``directory`` (a directory, when ``exists`` is False: its
+    child is to be created), raising OSError when that is not allowed."""
+    if exists:
+        fd, name = tempfile.mkstemp(dir=directory, prefix=".claims-probe-")
+        os.close(fd)
+        os.unlink(name)
+    else:
+        os.rmdir(tempfile.mkdtemp(dir=directory, prefix=".claims-probe-"))
+
+
+def report_dir_problem(directory: Path) -> str | None:
+    """Why the reports cannot be written to ``directory`` (None when they can): it is a file, or
+    something above it is, or it (or the nearest existing directory above it) does not let us
+    write. Nothing is left behind: the check creates and removes one temporary entry."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        return f"{directory} exists and is not a directory"
+    existing = directory
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"it cannot be created: {existing} is a file, not a directory"
+    try:
+        _probe(existing, existing == directory)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        if existing == directory:
+            return f"files cannot be written in it ({reason})"
+        return f"it cannot be created in {existing} ({reason})"
+    return None
 
 
 def resolve_baseline(name_or_path: str, base: Path, report_dir: Path) -> Path | None:
@@ -156,9 +274,17 @@ class ClaimSession:
     csv_path: Path | None = None
     html_path: Path | None = None
     comparison: tuple[list, list, list] | None = None
+    # Claim ids this run selected (after -k/-m deselection); None: unknown (an xdist controller
+    # that heard from no worker), when no baseline claim is reported missing.
+    selected: set | None = None
+    # Why the reports could not be written (the last failure, in words), or None.
+    write_error: str | None = None
+    save_error: str | None = None
+    written: bool = False
     _models: dict = field(default_factory=dict)
     _tasks: dict = field(default_factory=dict)
-    _sections: dict = field(default_factory=dict)
+    _figures: dict = field(default_factory=dict)
+    _warned: set = field(default_factory=set)
 
     # -- claims ---------------------------------------------------------------------------
 
@@ -172,10 +298,10 @@ class ClaimSession:
         if key not in self._models:
             try:
                 self._models[key] = _claims.load_model(name, device=self.settings.device, dtype=self.settings.dtype)
-            except ModelUnavailable as error:
+            except Exception as error:  # any failure: every claim on the model reports it, none retries
                 self._models[key] = error
         loaded = self._models[key]
-        if isinstance(loaded, ModelUnavailable):
+        if isinstance(loaded, Exception):
             raise loaded
         return loaded
 
@@ -204,50 +330,130 @@ class ClaimSession:
         return to_frame(self.ordered())
 
     def _paths(self) -> tuple[Path, Path]:
+        """This run's CSV and HTML paths, the CSV created empty (exclusively) so that two runs
+        started in the same second never pick the same name."""
         if self.csv_path is None:
             directory = self.settings.report_dir
             directory.mkdir(parents=True, exist_ok=True)
             stamp = self.started.strftime("%Y%m%d-%H%M%S")
             stem, k = f"claims-{stamp}", 1
-            while (directory / f"{stem}.csv").exists() or (directory / f"{stem}.html").exists():
+            while True:
+                csv_path, html_path = directory / f"{stem}.csv", directory / f"{stem}.html"
+                if not html_path.exists():
+                    try:
+                        os.close(os.open(csv_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                        break
+                    except FileExistsError:
+                        pass
                 k += 1
                 stem = f"claims-{stamp}-{k}"
-            self.csv_path, self.html_path = directory / f"{stem}.csv", directory / f"{stem}.html"
+            self.csv_path, self.html_path = csv_path, html_path
         return self.csv_path, self.html_path
 
-    def write(self) -> None:
-        """Rewrite the run's CSV and HTML (and latest.csv / latest.html) from every record so far."""
+    def _warn(self, what: str, error: BaseException) -> str:
+        """Say once (a ClaimsReportWarning) that ``what`` could not be written, and why."""
+        reason = f"{type(error).__name__}: {error}"
+        message = f"could not write {what}: {reason}; the claims still run"
+        if message not in self._warned:
+            self._warned.add(message)
+            try:
+                warnings.warn(ClaimsReportWarning(message), stacklevel=2)
+            except Warning:  # -W error: the terminal summary still says it
+                pass
+        return f"{what}: {reason}"
+
+    def notes(self) -> list[tuple[str, str]]:
+        """Notes for the top of the HTML page: the comparison with the baseline and its drifts."""
+        if self.comparison is None:
+            return []
+        table, drifts, notes = self.comparison
+        limits = ",".join(str(limit) for limit in self.settings.compare_fail)
+        compared = len(table) - 1
+        found = [("info", f"Compared with the baseline {self.settings.compare}: {compared} claim"
+                          f"{'' if compared == 1 else 's'} in both"
+                          + (f"; limits --claims-compare-fail={limits}." if limits else "; no limits set (--claims-compare-fail)."))]
+        found += [("warning", note) for note in notes]
+        found += [("drift", drift.message()) for drift in drifts]
+        if drifts:
+            found.append(("drift", f"The run failed on drift: {len(drifts)} value{'' if len(drifts) == 1 else 's'} moved "
+                                   f"beyond --claims-compare-fail={limits}."))
+        return found
+
+    def write(self) -> bool:
+        """Rewrite the run's CSV and HTML (and latest.csv / latest.html) from every record so far.
+
+        Every file is written to a temporary file of its own and renamed into place, so a reader
+        (or another run writing to the same directory) never sees a partial file.  A failure
+        (disk full, no permission, ...) is a ClaimsReportWarning, not an error: the claims run on.
+        Returns whether the reports were written.
+        """
         from . import reports
 
-        csv_path, html_path = self._paths()
-        frame = self.frame()
-        reports.write_csv(frame, csv_path)
-        sections = []
-        for record in self.ordered():
-            if record["claim"] not in self._sections:
-                self._sections[record["claim"]] = reports.claim_section(record)
-            sections.append(self._sections[record["claim"]])
-        env = reports.environment({**self.environment, "started": self.started.isoformat(timespec="seconds")})
-        title = f"Claims run {self.started:%Y-%m-%d %H:%M:%S}"
-        reports.write_html(reports.render_html(frame, sections, env, title), html_path)
-        reports.copy(csv_path, csv_path.with_name("latest.csv"))
-        reports.copy(html_path, html_path.with_name("latest.html"))
+        target = self.settings.report_dir
+        try:
+            csv_path, html_path = self._paths()
+            target = csv_path
+            frame = self.frame()
+            text = reports.csv_text(frame)
+            sections = []
+            for record in self.ordered():
+                if record["claim"] not in self._figures:
+                    self._figures[record["claim"]] = reports.claim_figures(record)
+                sections.append(reports.claim_section(record, self._figures[record["claim"]]))
+            env = reports.environment({**self.environment, "started": self.started.isoformat(timespec="seconds")})
+            title = f"Claims run {self.started:%Y-%m-%d %H:%M:%S}"
+            page = reports.render_html(frame, sections, env, title, self.notes())
+            for path, data in ((csv_path, text), (html_path, page), (csv_path.with_name("latest.csv"), text),
+                               (html_path.with_name("latest.html"), page)):
+                target = path
+                reports.write_atomic(path, data)
+        except Exception as error:  # noqa: BLE001 - a report must never stop the claims
+            self.write_error = self._warn(f"the claims report {target}", error)
+            if not self.written and self.csv_path is not None:  # drop the empty file that reserved the name
+                try:
+                    if self.csv_path.stat().st_size == 0:
+                        self.csv_path.unlink()
+                except OSError:
+                    pass
+                self.csv_path = self.html_path = None
+            return False
+        self.write_error = None
+        self.written = True
+        return True
 
     def finish(self) -> list:
-        """At the end of the run: compare with the baseline, then save one. Returns the drifts
-        beyond ``--claims-compare-fail`` (the run fails when there are any)."""
+        """At the end of the run: compare with the baseline (and rewrite the reports with the
+        comparison), then save one. Returns the drifts beyond ``--claims-compare-fail`` (the run
+        fails when there are any)."""
         from . import reports
 
         if not self.writer or not self.records:
             return []
         drifts: list = []
-        frame = self.frame()
         if self.settings.compare is not None:
-            table, drifts, notes = reports.compare(frame, reports.read_csv(self.settings.compare), self.settings.compare_fail)
-            self.comparison = (table, drifts, notes)
+            frame = self.frame()
+            fields = [limit.field for limit in self.settings.compare_fail]
+            problem = reports.baseline_problem(self.settings.compare, fields)
+            if problem:  # it was fine at start-up: changed during the run
+                self.comparison = ([["claim", "baseline recovered", "recovered", "change"]], [],
+                                   [f"the baseline {self.settings.compare} cannot be used: {problem}"])
+            else:
+                baseline = reports.read_csv(self.settings.compare)
+                table, drifts, notes = reports.compare(frame, baseline, self.settings.compare_fail,
+                                                       selected=self.selected if self.selected is not None else ())
+                self.comparison = (table, drifts, notes)
+                for claim, values in reports.comparison_fields(frame, baseline, drifts).items():
+                    self.records[claim].update(values)
+            self.write()
         if self.settings.save is not None:
             target = self.settings.report_dir / "baselines" / f"{self.settings.save}.csv"
-            reports.write_csv(frame, target)
+            try:
+                frame = self.frame()
+                for column in reports.COMPARISON:  # a baseline holds what this run measured, not its comparison
+                    frame[column] = None
+                reports.write_csv(frame, target)
+            except Exception as error:  # noqa: BLE001
+                self.save_error = self._warn(f"the baseline {target}", error)
         return drifts
 
     def summary_lines(self) -> list[tuple[str, dict]]:
@@ -256,16 +462,29 @@ class ClaimSession:
 
         frame = self.frame()
         lines = [(line, {}) for line in reports.text_table(reports.summary_rows(frame))]
-        colours = {"pass": {"green": True}, "fail": {"red": True}, "inconclusive": {"yellow": True}, "error": {"red": True}}
+        colours = {"pass": {"green": True}, "fail": {"red": True}, "inconclusive": {"yellow": True}, "error": {"red": True},
+                   "no-effect": {"yellow": True}, "xfailed": {"yellow": True}, "xpassed": {"yellow": True}}
         for k, verdict in enumerate(frame["verdict"], start=2):
             lines[k] = (lines[k][0], colours.get(verdict, {}))
-        lines.append((f"reports: {self.csv_path} and {self.html_path} (also latest.csv, latest.html)", {}))
+        lines.append((f"{len(frame)} claim{'' if len(frame) == 1 else 's'}: {reports.verdict_counts(frame)}", {}))
+        if self.write_error is not None:
+            lines.append((f"the claims report could not be written: {self.write_error}", {"red": True, "bold": True}))
+        if self.written and self.write_error is None:
+            lines.append((f"reports: {self.csv_path} and {self.html_path} (also latest.csv, latest.html)", {}))
         if self.settings.save is not None:
-            lines.append((f"baseline saved: {self.settings.report_dir / 'baselines' / (self.settings.save + '.csv')}", {}))
+            target = self.settings.report_dir / "baselines" / (self.settings.save + ".csv")
+            if self.save_error is not None:
+                lines.append((f"the baseline could not be saved: {self.save_error}", {"red": True, "bold": True}))
+            else:
+                lines.append((f"baseline saved: {target}", {}))
         if self.comparison is not None:
             table, drifts, notes = self.comparison
             lines.append((f"compared with {self.settings.compare}:", {"bold": True}))
             lines += [(line, {}) for line in reports.text_table(table)]
-            lines += [(note, {}) for note in notes]
+            lines += [(note, {"yellow": True} if ": note: " in note else {}) for note in notes]
             lines += [(drift.message(), {"red": True}) for drift in drifts]
+            if drifts:
+                limits = ",".join(str(limit) for limit in self.settings.compare_fail)
+                lines.append((f"the run failed on drift: {len(drifts)} value{'' if len(drifts) == 1 else 's'} moved beyond "
+                              f"--claims-compare-fail={limits}", {"red": True, "bold": True}))
         return lines

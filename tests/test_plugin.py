@@ -1,8 +1,9 @@
 """The pytest plugin, run on small claim files through ``pytester``.
 
-Claims here use the random tiny GPT-2 and the induction task, with hypotheses whose verdict
-is certain whatever the weights: the hypothesis listing every writer of the final residual
-stream recovers exactly 1, the empty hypothesis exactly 0.
+Claims here use the trained 2-layer induction model and the induction task, so that resampling
+changes the loss (a claim on a random model would have no effect to explain), with hypotheses
+whose verdict is certain: the hypothesis listing every writer of the final residual stream
+recovers exactly 1, the empty hypothesis exactly 0.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, GPT2Tokenizer  # noqa: E40
 
 # Load the plugin by module name; "no:" blocks the entry point, should it be installed too.
 PLUGIN = ("-p", "no:causal_hypotheses", "-p", "causal_hypotheses.plugin", "-p", "no:cacheprovider", "--strict-markers")
-TINY = 'model="random-gpt2-tiny", task="induction", metric="loss", n=8, seed=3'
+TINY = 'model="induction-2l", task="induction", metric="loss", n=8, seed=3'
 HEADER = f"""
 import pytest
 from causal_hypotheses import Hypothesis
@@ -66,7 +67,7 @@ def test_every_writer(claim):
     result.stdout.fnmatch_lines([
         "*= claims =*",
         "claim*model*metric*recovered [[]CI[]]*threshold*verdict*time",
-        "test_claims.py::test_every_writer*random-gpt2-tiny*loss*1.000 [[]1.000, 1.000[]] 95%*>= 0.9*pass*s",
+        "test_claims.py::test_every_writer*induction-2l*loss*1.000 [[]1.000, 1.000[]] 95%*>= 0.9*pass*s",
         f"reports: {pytester.path / 'reports'}/claims-*.csv and *.html (also latest.csv, latest.html)",
     ])
 
@@ -80,7 +81,7 @@ def test_nothing_matters(claim):
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
         "claim not met: recovered 0.000 (95% CI 0.000 to 0.000) lies entirely below at_least=0.5",
-        "*hypothesis 'nothing' on model random-gpt2-tiny, task induction, metric loss, resample ablation, n=8, seed=3*",
+        "*hypothesis 'nothing' on model induction-2l, task induction, metric loss, resample ablation (independent resampling), n=8, seed=3*",
         "*metric means: clean *, ablated *, scrubbed *",
     ])
     assert "Traceback" not in result.stdout.str()
@@ -124,7 +125,7 @@ def test_one_head(claim):
 
 @pytest.mark.parametrize("arguments, messages", [
     ('model="random-gpt2-tiny", task="induction", metric="los", at_least=0.8, colour="red", n=0',
-     ["*unknown argument colour; allowed: model, task, metric, at_least, at_most, n, seed, draws, ablation, level*",
+     ["*unknown argument colour; allowed: model, task, metric, at_least, at_most, n, seed, draws, ablation, resampling, level*",
       "*metric='los': expected one of loss, logit_diff, kl, accuracy*", "*n=0: expected an integer >= 1*"]),
     ('model="no-such-model", task="nope", metric="loss"',
      ["*model='no-such-model' is not a registered model; registered: *random-gpt2-tiny*",
@@ -174,21 +175,29 @@ def test_ini_values_are_checked_too(pytester):
     pytester.makeini("[pytest]\nclaims_profile = fast\n")
     result = run(pytester, "")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--claims-profile='fast': expected one of dev, ci, thorough*"])
+    # The message names the ini key and file the value came from, not the command-line option.
+    result.stderr.fnmatch_lines([f"*claims_profile = 'fast' in {pytester.path / 'tox.ini'}: expected one of dev, ci, thorough*"])
 
 
 def test_profiles_scale_n_and_command_line_overrides_win(pytester):
     body = """
-pytestmark = pytest.mark.claim(model="random-gpt2-tiny", task="induction", metric="loss", seed=1)
+pytestmark = pytest.mark.claim(model="induction-2l", task="induction", metric="loss", seed=1)
 
-@pytest.mark.claim(n=16, at_most=0.1)
+@pytest.mark.claim(n=48, at_most=0.1)
 def test_nothing(claim):
     claim.scrub(NOTHING)
+
+@pytest.mark.claim(n=16, at_most=0.1)
+def test_small(claim):
+    claim.scrub(NOTHING)
 """
-    run(pytester, body, "--claims-profile=dev").assert_outcomes(passed=1)
-    assert latest(pytester).loc[0, ["n", "seed"]].tolist() == [4, 1]  # dev: a quarter of the claim's n
-    run(pytester, body, "--claims-n=5", "--claims-seed=7").assert_outcomes(passed=1)
-    assert latest(pytester).loc[0, ["n", "seed"]].tolist() == [5, 7]
+    result = run(pytester, body, "--claims-profile=dev")
+    result.assert_outcomes(passed=2)
+    frame = latest(pytester)
+    assert frame[["n", "seed"]].values.tolist() == [[12, 1], [8, 1]]  # dev: a quarter of the claim's n, at least 8
+    assert "profile 'dev' would scale n=16 to 4; using 8" in frame.loc[1, "message"]
+    run(pytester, body, "--claims-n=5", "--claims-seed=7").assert_outcomes(passed=2)
+    assert latest(pytester)[["n", "seed"]].values.tolist() == [[5, 7], [5, 7]]
 
 
 def test_fixture_and_marker_must_go_together(pytester):
@@ -225,10 +234,10 @@ from causal_hypotheses.claims import ModelBundle, register_model, register_task
 
 @register_model("counted-tiny")
 def load():
-    from causal_hypotheses import random_gpt2
+    from causal_hypotheses.trained import induction_model
     with open("loads.txt", "a") as counter:
         counter.write("loaded\\n")
-    return ModelBundle(random_gpt2("tiny", seed=4), task_options={"short-induction": {"half_len": 3}})
+    return ModelBundle(induction_model(), task_options={"short-induction": {"half_len": 3}})
 
 @register_task("short-induction")
 def build(model, n, seed):
@@ -269,7 +278,7 @@ def test_every_writer(claim):
     result.assert_outcomes(passed=1)
     xml = (pytester.path / "junit.xml").read_text()
     for expected in ('name="claim_recovered" value="1.0"', 'name="claim_verdict" value="pass"', 'name="claim_n" value="8"',
-                     'name="claim_seed" value="3"', 'name="claim_model" value="random-gpt2-tiny"'):
+                     'name="claim_seed" value="3"', 'name="claim_model" value="induction-2l"'):
         assert expected in xml
 
 
@@ -284,8 +293,8 @@ def test_claims_model_overrides_every_claim(pytester):
 def test_no_model_named(claim):
     claim.scrub(NOTHING)
 """
-    run(pytester, body, "--claims-model=random-gpt2-tiny").assert_outcomes(passed=1)
-    assert latest(pytester)["model"].tolist() == ["random-gpt2-tiny"]
+    run(pytester, body, "--claims-model=induction-2l").assert_outcomes(passed=1)
+    assert latest(pytester)["model"].tolist() == ["induction-2l"]
     missing = run(pytester, body)
     missing.stdout.fnmatch_lines(["*model is missing; name a registered model (*) or pass --claims-model*"])
     unknown = run(pytester, body, "--claims-model=nope")

@@ -28,7 +28,7 @@ CLAIMS = """
 import pytest
 from causal_hypotheses import Hypothesis
 
-pytestmark = pytest.mark.claim(model="random-gpt2-tiny", task="induction", metric="loss", n=8, seed=5)
+pytestmark = pytest.mark.claim(model="induction-2l", task="induction", metric="loss", n=8, seed=5)
 
 
 @pytest.mark.claim(at_least=0.9)
@@ -239,8 +239,12 @@ def test_hypothesis_graph_draws_each_pattern_to_the_output():
     dot = reports.hypothesis_digraph(record()["paths"], "composition", "resample").source
     assert re.search(r'c1 \[label="a0\.h3"\]', dot) and re.search(r'c0 \[label="a1\.h2\.k"\]', dot)
     assert "c1 -> c0" in dot and "c0 -> output" in dot and "c2 -> output" in dot
-    assert "reads an example with the same seq" in dot and "reads the example itself" in dot
-    assert "every other path reads a random other example" in reports.hypothesis_note("resample")
+    assert "reads an example with the same seq" in dot and "reads the same example" in dot
+    assert "Every input not drawn reads its own random example (resample ablation, independent resampling)" in reports.hypothesis_note("resample")
+    assert "one random other example shared by all of them" in reports.hypothesis_note("resample", "shared")
+    # Patterns sharing a component below different parents are drawn as a tree, not merged.
+    tree = reports.hypothesis_digraph([[["a1.h0.k", "a0.h3"], None], [["a1.h1.k", "a0.h3"], None]], "t", "resample").source
+    assert tree.count('label="a0.h3"') == 2
     assert "empty hypothesis" in reports.hypothesis_digraph([], "nothing", "zero").source
 
 
@@ -280,7 +284,8 @@ def test_verdicts_on_intervals():
 
 def test_schema_constants_match_the_interventions():
     from causal_hypotheses import claims
-    from causal_hypotheses.interventions.scrubbing import ABLATIONS
+    from causal_hypotheses.interventions.scrubbing import ABLATIONS, RESAMPLING
     from causal_hypotheses.metrics import METRICS
 
     assert claims.ABLATIONS == ABLATIONS and set(claims.METRICS) == set(METRICS)
+    assert claims.RESAMPLING == RESAMPLING

@@ -4,31 +4,50 @@ A :class:`Hypothesis` lists the paths that matter, each as a *pattern* of compon
 read from the output toward the input, with the feature of the example that the path
 carries (``None``: everything about the example).  A tree path matches a pattern when its
 first names lie inside the pattern's names (``a1.h1.k`` lies inside ``a1.h1``); the whole
-subtree below the pattern's last name belongs to it.  When scrubbing example i:
+subtree below the pattern's last name belongs to it.
 
-* a path matching a pattern reads an example that agrees with i on that pattern's
-  feature (drawn at random among those, i itself included; with ``None``, i itself);
-  when several patterns match, the longest decides;
-* every other path reads a random other example (``ablation="resample"``), the mean
-  over the examples (``"mean"``), or zero activations (``"zero"``).
+Patterns that share a prefix form a tree (Chan et al.'s correspondence), and a pattern may
+end where a longer one continues, so features nest: ``{("a9.h9",): "io", ("a9.h9.q",
+"a8.h6"): "s"}`` says head 9.9's output carries the indirect object's identity and, relative
+to the example head 9.9 reads, head 8.6 enters its query with the subject's.
 
-The fraction recovered is (scrubbed - ablated) / (clean - ablated) on the chosen metric,
-where "ablated" scrubs with the empty hypothesis.  Every draw is seeded.
+``resampling="independent"`` (the default) is Chan et al.'s algorithm, see
+:mod:`causal_hypotheses.interventions.treeify`: scrubbing a node on reference x, every input
+the hypothesis names reads a sample agreeing with x on its feature and is scrubbed
+recursively on that sample; every input it does not name reads its own independent random
+sample of the dataset (``ablation="resample"``), the dataset mean of what that input carries
+(``"mean"``) or zero (``"zero"``).  The baseline ("ablated") follows the same rule with
+nothing named: every writer to the output reads its own sample.
+
+``resampling="shared"`` is the cheaper approximation this project used before: one random
+other example per example feeds *every* path the hypothesis leaves out, and every named path
+agrees with the original example (when several patterns match, the longest decides).  Its
+bias: the unimportant paths all compute on one consistent wrong example, so the ablated
+model makes confident wrong predictions, which understates true hypotheses and narrows the
+gap to false ones.
+
+The fraction recovered is (scrubbed - ablated) / (clean - ablated) on the chosen metric.
+Every draw is seeded: the same seed gives the same numbers.
 """
 from __future__ import annotations
 
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import pandas as pd
 import torch
 
 from ..engine.core import MeanInput, ZeroInput
 from ..errors import InputError
-from ..graph import within
-from ..metrics import bootstrap_recovery, fraction_recovered, get_metric
+from ..graph import ModelGraph, within
+from .treeify import Sampler, correspondence, rotations, scrub_functions
+from ..metrics import bootstrap_mean, bootstrap_recovery, fraction_recovered, get_metric, whole_number
 
 ABLATIONS = ("resample", "mean", "zero")
+RESAMPLING = ("independent", "shared")
+# Checks a pattern's spelling and order before any model is known (layer ranges come later).
+_ANY_MODEL = ModelGraph(n_layers=sys.maxsize, n_heads=sys.maxsize)
 
 
 @dataclass(frozen=True)
@@ -39,11 +58,32 @@ class Hypothesis:
     name: str = "hypothesis"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.paths, Mapping):
+            raise InputError(
+                f"hypothesis {self.name!r}: paths must be a mapping from pattern to feature, got a "
+                f"{type(self.paths).__name__}; for patterns that read the example itself write "
+                "Hypothesis({pattern: None for pattern in patterns})"
+            )
+        if not isinstance(self.name, str):
+            raise InputError(f"hypothesis name {self.name!r}: expected a string")
         normalised = {}
-        for pattern, feature in dict(self.paths).items():
+        for pattern, feature in self.paths.items():
+            if not isinstance(pattern, (str, tuple, list)):
+                raise InputError(
+                    f"hypothesis {self.name!r}: pattern {pattern!r} is a {type(pattern).__name__}; write a pattern "
+                    "as a tuple of component names from the output toward the input, e.g. ('a1.h0.k', 'a0.h3')"
+                )
             pattern = (pattern,) if isinstance(pattern, str) else tuple(pattern)
             if not pattern:
                 raise InputError(f"hypothesis {self.name!r} has an empty path; name at least one component, e.g. ('a1.h1',)")
+            if feature is not None and not isinstance(feature, str):
+                raise InputError(
+                    f"hypothesis {self.name!r}: pattern {pattern} carries feature {feature!r}; expected the name of a "
+                    "task feature (a string) or None for the example itself"
+                )
+            _ANY_MODEL.check_pattern(pattern)
+            if pattern in normalised and normalised[pattern] != feature:
+                raise InputError(f"hypothesis {self.name!r} gives pattern {pattern} two features")
             normalised[pattern] = feature
         object.__setattr__(self, "paths", normalised)
 
@@ -57,6 +97,7 @@ class ScrubResult:
     task: str
     metric: str
     ablation: str
+    resampling: str
     n: int
     seed: int
     draws: int
@@ -67,6 +108,7 @@ class ScrubResult:
     ci: tuple[float, float]
     level: float
     per_example: pd.DataFrame = field(repr=False)
+    effect_ci: tuple[float, float] = (float("nan"), float("nan"))  # interval of clean - ablated: the effect to explain
     node_evaluations: int = 0
     forward_passes: int = 0
     cache_hits: int = 0
@@ -133,15 +175,24 @@ def scrub(
     *,
     draws: int = 1,
     ablation: str = "resample",
+    resampling: str = "independent",
     n_boot: int = 2000,
     level: float = 0.95,
 ) -> ScrubResult:
     """Scrub ``task`` (its clean prompts) under ``hypothesis``; see the module docstring."""
+    if isinstance(hypothesis, Mapping):
+        hypothesis = Hypothesis(hypothesis)
+    if not isinstance(hypothesis, Hypothesis):
+        raise InputError(f"hypothesis is a {type(hypothesis).__name__}; pass a Hypothesis({{pattern: feature}}) or a dict")
     if ablation not in ABLATIONS:
         raise InputError(f"ablation={ablation!r}: expected one of {ABLATIONS}")
-    if draws < 1:
-        raise InputError(f"draws={draws}: expected at least 1 resampling draw")
-    engine.graph.check(sorted(hypothesis.components()))
+    if resampling not in RESAMPLING:
+        raise InputError(f"resampling={resampling!r}: expected 'independent' (Chan et al.: a sample per unimportant "
+                         "input, the default) or 'shared' (one random example for every unimportant path; cheaper, biased)")
+    draws = whole_number(draws, "draws", 1, "2")
+    n_boot = whole_number(n_boot, "n_boot", 100, "2000")
+    for pattern in hypothesis.paths:
+        engine.graph.check_pattern(pattern)
     for pattern, feature in hypothesis.paths.items():
         if feature is not None and feature not in task.features:
             raise InputError(
@@ -149,39 +200,42 @@ def scrub(
                 f"{task.name!r} lacks; its features are {sorted(task.features)} (or None for the example itself)"
             )
     total = len(task)
-    n = total if n is None else n
+    n = total if n is None else whole_number(n, "n", 1, "64")
     if not 1 <= n <= total:
         raise InputError(f"n={n}: task {task.name!r} has {total} examples; choose 1..{total}")
+    if n == 1 and ablation == "resample":
+        raise InputError(
+            "n=1 with resample ablation: there is no other example to resample from, so nothing would be "
+            "ablated; use at least 2 examples (16 or more for a useful interval), or ablation='mean'/'zero'"
+        )
     generator = torch.Generator().manual_seed(seed)
     if n < total:
         task = task.subset(torch.randperm(total, generator=generator)[:n].sort().values)
     measure = get_metric(metric)
     tokens = task.clean
-    patterns = list(hypothesis.paths)
-    features = sorted({f for f in hypothesis.paths.values() if f is not None})
 
-    def measured(run, clean_logits) -> torch.Tensor:
+    def measured(run, clean_logits, label: str) -> torch.Tensor:
         # Metrics compare with the task's tensors, which stay on the CPU whatever the device.
-        return measure(run.logits.float().cpu(), task, clean_logits).double()
+        values = measure(run.logits.float().cpu(), task, clean_logits).double()
+        bad = int((~torch.isfinite(values)).sum())
+        if bad:
+            raise InputError(
+                f"metric {metric!r} is not finite (NaN or inf) on {bad} of {values.numel()} examples of the {label} "
+                "run, so no fraction recovered can be computed; check the model's dtype (float16 overflows), "
+                "the task's answers and targets, and the metric"
+            )
+        return values
 
     clean_run = engine.run([tokens], lambda path: 0)
     clean_logits = clean_run.logits.float().cpu()
-    clean_values = measured(clean_run, clean_logits)
+    clean_values = measured(clean_run, clean_logits, "clean")
     rows, counters = [], [0, 0, 0]
     ablated_all, scrubbed_all = [], []
+    runs = _shared_runs if resampling == "shared" else _independent_runs
     for draw in range(draws):
-        if ablation == "resample":
-            unimportant = tokens[_draw_others(n, generator)]
-        else:
-            unimportant = MeanInput(tokens) if ablation == "mean" else ZeroInput()
-        agreeing = {f: tokens[_draw_agreeing(task.features[f], generator)] for f in features}
-        inputs = [tokens, unimportant] + [agreeing[f] for f in features]
-        input_of = [0 if f is None else 2 + features.index(f) for f in hypothesis.paths.values()]
-        which, branch, key = hypothesis_functions(patterns, input_of, fallback=1)
-        scrubbed_run = engine.run(inputs, which, branch, key=key)
-        ablated_run = engine.run(inputs, lambda path: 1)
-        scrubbed = measured(scrubbed_run, clean_logits)
-        ablated = measured(ablated_run, clean_logits)
+        scrubbed_run, ablated_run = runs(engine, hypothesis, task, tokens, ablation, seed, draw, generator)
+        scrubbed = measured(scrubbed_run, clean_logits, "scrubbed")
+        ablated = measured(ablated_run, clean_logits, "ablated")
         for run in (scrubbed_run, ablated_run):
             counters[0] += run.stats.node_evaluations
             counters[1] += run.stats.forward_passes
@@ -194,10 +248,42 @@ def scrub(
     clean_t = clean_values.expand_as(ablated_t)
     means = [float(t.mean()) for t in (clean_t, ablated_t, scrubbed_t)]
     low, high = bootstrap_recovery(clean_t, ablated_t, scrubbed_t, n_boot=n_boot, level=level, seed=seed)
+    effect = bootstrap_mean(clean_t - ablated_t, n_boot=n_boot, level=level, seed=seed)
     return ScrubResult(
         hypothesis=hypothesis.name, task=task.name, metric=metric if isinstance(metric, str) else getattr(metric, "__name__", "metric"),
-        ablation=ablation, n=n, seed=seed, draws=draws, clean=means[0], ablated=means[1], scrubbed=means[2],
-        fraction_recovered=fraction_recovered(means[2], means[1], means[0]), ci=(low, high), level=level,
-        per_example=pd.concat(rows, ignore_index=True), node_evaluations=counters[0], forward_passes=counters[1],
-        cache_hits=counters[2],
+        ablation=ablation, resampling=resampling, n=n, seed=seed, draws=draws, clean=means[0], ablated=means[1],
+        scrubbed=means[2], fraction_recovered=fraction_recovered(means[2], means[1], means[0]), ci=(low, high),
+        level=level, effect_ci=effect, per_example=pd.concat(rows, ignore_index=True), node_evaluations=counters[0],
+        forward_passes=counters[1], cache_hits=counters[2],
     )
+
+
+def _fixed(ablation: str, tokens: torch.Tensor):
+    return MeanInput(tokens) if ablation == "mean" else ZeroInput()
+
+
+def _independent_runs(engine, hypothesis, task, tokens, ablation, seed, draw, generator):
+    """Chan et al.: a sample per unimportant input, agreement with the parent's sample (treeify.py)."""
+    n = tokens.shape[0]
+    inputs = rotations(tokens)
+    fixed = None
+    if ablation != "resample":
+        inputs.append(_fixed(ablation, tokens))
+        fixed = n
+    results = []
+    for tree in (correspondence(hypothesis.paths), correspondence({})):
+        which, branch = scrub_functions(tree, Sampler(n, task.features, seed, draw), fixed)
+        results.append(engine.run(inputs, which, branch))
+    return results
+
+
+def _shared_runs(engine, hypothesis, task, tokens, ablation, seed, draw, generator):
+    """One random other example (or the mean, or zero) for every unimportant path."""
+    n = tokens.shape[0]
+    features = sorted({f for f in hypothesis.paths.values() if f is not None})
+    unimportant = tokens[_draw_others(n, generator)] if ablation == "resample" else _fixed(ablation, tokens)
+    agreeing = {f: tokens[_draw_agreeing(task.features[f], generator)] for f in features}
+    inputs = [tokens, unimportant] + [agreeing[f] for f in features]
+    input_of = [0 if f is None else 2 + features.index(f) for f in hypothesis.paths.values()]
+    which, branch, key = hypothesis_functions(list(hypothesis.paths), input_of, fallback=1)
+    return engine.run(inputs, which, branch, key=key), engine.run(inputs, lambda path: 1)
