@@ -12,11 +12,16 @@ composition left out, the roles of query and key swapped, and the other layer-0 
 place of the true ones.  Named paths read the sequence itself; every other path reads a
 random other sequence.  Metric: loss on the repeated half.
 
-Measured (n=64, 2 draws, seed 0): clean loss 0.19; with every path resampled 10.9 (a random
-sequence's confident, wrong predictions).  The true hypothesis recovers 0.997 [0.996, 0.998]
-(loss back to 0.2).  The wrong ones recover 0.63-0.69: most of that only undoes the
-confident mistakes, back to about uniform guessing (loss ~4, log 63 = 4.14), so their
-threshold is 0.75, not 0.3; none of them predicts the repeated tokens.
+Scrubbing follows Chan et al. (independent resampling): every input the hypothesis leaves
+out reads its own random sequence.  Measured (n=64, 2 draws, seed 0): clean loss 0.19; with
+every writer to the output resampled 9.58.  The true hypothesis recovers 0.954 [0.949, 0.958].
+The wrong ones recover 0.58-0.64: uniform guessing over the 63 tokens (loss log 63 = 4.14) is
+worth (9.58 - 4.14) / (9.58 - 0.19) = 0.58 of the loss here, so that is all they explain; none
+of them predicts the repeated tokens.  (The shared approximation, ``resampling="shared"``,
+gives 0.997 and 0.66-0.69: a narrower gap; ``benchmarks/scrub_modes.py`` prints both.)
+
+Thresholds follow the rule of ``circuits/README.md``: a circuit known by construction clears
+0.9; a wrong hypothesis must stay under 0.75, the bar a circuit found on a real model clears.
 """
 from __future__ import annotations
 
@@ -39,7 +44,7 @@ def circuit(query_from, key_from, value_from, name: str) -> Hypothesis:
     return Hypothesis(paths, name=name)
 
 
-@pytest.mark.claim(at_least=0.95)
+@pytest.mark.claim(at_least=0.9)
 def test_induction_heads_compose_with_the_previous_token_heads(claim):
     """True: queries from the token and a0.h0, keys through a0.h0 and a0.h3, values from the token."""
     claim.scrub(circuit(["embed", *INDUCTION_QUERY_READS], INDUCTION_KEY_READS, ["embed"], name="induction (Q- and K-composition)"))

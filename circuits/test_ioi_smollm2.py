@@ -9,11 +9,13 @@
 2. every earlier head -> the name movers' queries: a20.h0 (-0.73) and a19.h2 (-0.54) stand
    out (next: -0.08), the S-inhibition heads that tell the name movers which name not to copy.
 
-The claims below scrub (Chan et al. 2022): the named paths read the prompt itself, every
-other path reads a random other IOI prompt (other names), and the fraction of the logit
-difference recovered must clear the threshold on its whole 95% bootstrap interval.
-Measured (n=48, 2 draws, seed 0): name movers 0.94 [0.83, 1.09]; queries only through
-S-inhibition 0.95 [0.83, 1.10]; four random heads -0.00 [-0.01, 0.01].
+The claims below scrub (Chan et al. 2022, independent resampling): the named paths read the
+prompt itself, every input the hypothesis leaves out reads its own random IOI prompt (other
+names), and the fraction of the logit difference recovered must clear the threshold on its
+whole 95% bootstrap interval.  Measured (n=48, 2 draws, seed 0): name movers 0.900 [0.816,
+1.000]; queries only through S-inhibition 0.892 [0.786, 1.003]; four random heads 0.008
+[-0.017, 0.035].  (Shared resampling: 0.942, 0.952 and -0.003.)  Thresholds follow the rule of
+``circuits/README.md``: 0.75 for a circuit found on a real model, 0.1 for random heads.
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ def test_name_movers_and_their_inputs_carry_the_answer(claim):
     claim.scrub(Hypothesis({(head,): None for head in NAME_MOVERS}, name="name movers"))
 
 
-@pytest.mark.claim(at_least=0.7)
+@pytest.mark.claim(at_least=0.75)
 def test_name_mover_queries_come_through_s_inhibition(claim):
     """Refined: the name movers' queries read the prompt only through the two S-inhibition heads."""
     paths = {}
