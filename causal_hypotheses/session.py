@@ -363,13 +363,20 @@ class ClaimSession:
         return f"{what}: {reason}"
 
     def notes(self) -> list[tuple[str, str]]:
-        """Notes for the top of the HTML page: the comparison with the baseline and its drifts."""
+        """Notes for the top of the HTML page: a missing graph renderer, the comparison with the
+        baseline and its drifts."""
+        from .engine.drawing import dot_program
+
+        found: list[tuple[str, str]] = []
+        if dot_program() is None:
+            found.append(("warning", "No dot program was found (on PATH or beside this Python), so each hypothesis "
+                                     "graph is shown as DOT text: install Debian's graphviz or `pip install graphviz-pure`."))
         if self.comparison is None:
-            return []
+            return found
         table, drifts, notes = self.comparison
         limits = ",".join(str(limit) for limit in self.settings.compare_fail)
         compared = len(table) - 1
-        found = [("info", f"Compared with the baseline {self.settings.compare}: {compared} claim"
+        found += [("info", f"Compared with the baseline {self.settings.compare}: {compared} claim"
                           f"{'' if compared == 1 else 's'} in both"
                           + (f"; limits --claims-compare-fail={limits}." if limits else "; no limits set (--claims-compare-fail)."))]
         found += [("warning", note) for note in notes]

@@ -289,3 +289,15 @@ def test_schema_constants_match_the_interventions():
 
     assert claims.ABLATIONS == ABLATIONS and set(claims.METRICS) == set(METRICS)
     assert claims.RESAMPLING == RESAMPLING
+
+
+def test_the_page_says_visibly_when_no_renderer_exists(monkeypatch, tmp_path):
+    from causal_hypotheses.session import ClaimSession, Settings
+
+    session = ClaimSession(Settings(report_dir=tmp_path))
+    monkeypatch.setattr(causal_hypotheses.engine.drawing, "dot_program", lambda: None)
+    assert any("No dot program was found" in text for kind, text in session.notes())
+    monkeypatch.setattr(causal_hypotheses.engine.drawing, "dot_program", lambda: "/usr/bin/dot")
+    assert not any("No dot program" in text for kind, text in session.notes())
+    page = reports.render_html(reports.to_frame([]), [], {}, "t", [("warning", "No dot program was found ...")])
+    assert "No dot program was found" in page
