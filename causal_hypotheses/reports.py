@@ -331,9 +331,10 @@ def hypothesis_note(ablation: str, resampling: str = "independent") -> str:
         return (f"The drawn paths, and everything below the last component of each, read what their notes say "
                 f"(relative to the example itself); every other path reads {other} ({ablation} ablation, shared "
                 "resampling). Arrows point toward the output.")
-    return (f"The hypothesis as a tree (Chan et al.): each drawn component reads an example that agrees with the one "
-            f"its parent reads on the feature in its note (the output reads the example itself); below a note, the "
-            f"whole subtree reads that example. Every input not drawn reads {_OTHER.get(ablation, ablation)} "
+    return (f"The hypothesis as a tree (Chan et al.): each drawn component reads the example its parent reads (the "
+            f"output reads the example itself), or, with a note, one that agrees with it on the feature noted; below "
+            f"the last component of a pattern the whole subtree reads that example. Every input not drawn reads "
+            f"{_OTHER.get(ablation, ablation)} "
             f"({ablation} ablation, independent resampling). Arrows point toward the output.")
 
 
@@ -361,9 +362,9 @@ def hypothesis_digraph(paths: Sequence, name: str, ablation: str):
                 dot.node(ids[prefix], component)
                 dot.edge(ids[prefix], above)
             above = ids[prefix]
-        reads = "the same example" if feature is None else f"an example with the same {feature}"
-        dot.node(f"note{k}", f"reads {reads}", shape="note", fillcolor="#fff8dc", fontsize="9")
-        dot.edge(f"note{k}", above, style="dashed", arrowhead="none")
+        if feature is not None:  # without a note a pattern reads its parent's example
+            dot.node(f"note{k}", f"reads an example with the same {feature}", shape="note", fillcolor="#fff8dc", fontsize="9")
+            dot.edge(f"note{k}", above, style="dashed", arrowhead="none")
     if not paths:
         dot.node("empty", f"empty hypothesis: every input reads {other}", shape="note", fillcolor="#fff8dc")
         dot.edge("empty", "output", style="dashed", arrowhead="none")
