@@ -23,7 +23,9 @@ layer 1 (as ``a1``, ``a1.h3`` or ``a1.h3.k``).
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterable
 
 from .errors import UnknownComponentError
@@ -55,6 +57,10 @@ class Component:
         if self.channel is not None:
             name += f".{self.channel}"
         return name
+
+    def without_channel(self) -> "Component":
+        """The component itself, for a head input (``a1.h0.q`` -> ``a1.h0``)."""
+        return Component(self.kind, self.layer, self.head)
 
     @property
     def order(self) -> int:
@@ -163,9 +169,21 @@ class ModelGraph:
         return [f"a{l}.h{h}" for l in range(self.n_layers) for h in range(self.n_heads)]
 
 
+@lru_cache(maxsize=4096)
+def component(name: str) -> Component:
+    """Parse a name without a model (layer and head numbers unchecked): the one parser that
+    code which only needs a name's structure (its place in the residual stream, its head)
+    uses.  Bad or non-canonical spellings raise as in ModelGraph.parse."""
+    return ANY_MODEL.parse(name)
+
+
 def within(name: str, element: str) -> bool:
     """True when path element ``element`` is ``name`` or lies inside it (``a1`` ⊇ ``a1.h0.q``)."""
     return element == name or element.startswith(name + ".")
+
+
+# A graph with every layer and head: checks spelling and structure, never ranges.
+ANY_MODEL = ModelGraph(n_layers=sys.maxsize, n_heads=sys.maxsize)
 
 
 class Path(tuple):

@@ -7,14 +7,12 @@ the two is not comparing the code with itself.
 from __future__ import annotations
 
 from causal_hypotheses.graph import within
+from causal_hypotheses.graph import component
 
 
 def position(name: str) -> int:
     """Order of a component in the residual stream: embed, a0, m0, a1, m1, ..."""
-    if name == "embed":
-        return -1
-    layer = int(name[1:].split(".")[0])
-    return 2 * layer + (1 if name[0] == "m" else 0)
+    return component(name).order
 
 
 def downstream_patch(node: str):

@@ -17,7 +17,7 @@ def test_visualise_colours_nodes_by_the_input_they_read(tiny_engine, tiny_tokens
     source = dot.source
     assert "a1\ninput 1" in source and drawing.PALETTE[1] in source  # a1 read from input 1
     assert "resid final\ninput 0" in source and drawing.PALETTE[0] in source
-    assert "output (ln_f, unembed)" in source
+    assert "output (final norm, unembed)" in source
     assert result.visualise_path().source == source  # the seed's name
 
 

@@ -6,6 +6,7 @@ import torch
 
 from causal_hypotheses import Engine, gpt2_tokenizer
 from causal_hypotheses.graph import within
+from causal_hypotheses.graph import component
 
 import hf_reference as ref
 from patch_definitions import downstream_patch, edge_patch, split_everything
@@ -142,10 +143,11 @@ def test_path_patch_into_one_channel_equals_hand_built_reference(request, model_
     clean, corrupt = (torch.randint(0, model.config.vocab_size, (3, 8), generator=torch.Generator().manual_seed(s)) for s in (11, 12))
     blocks = model.transformer.h
     if "." in sender:
-        l, h = int(sender[1]), int(sender.split(".h")[1])
+        l, h = component(sender).layer, component(sender).head
         delta = ref.head_output(model, corrupt, l, h) - ref.head_output(model, clean, l, h)
     else:
-        module = blocks[int(sender[1:])].attn if sender[0] == "a" else blocks[int(sender[1:])].mlp
+        block = blocks[component(sender).layer]
+        module = block.attn if component(sender).kind == "attn" else block.mlp
         delta = ref.record(model, corrupt, module) - ref.record(model, clean, module)
     expected = ref.path_patch_channel(model, clean, delta, layer, head, "qkv".index(channel))
     which, branch, key = edge_patch(sender, f"a{layer}.h{head}.{channel}")

@@ -11,6 +11,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from causal_hypotheses import Engine
 from causal_hypotheses.errors import UnsupportedModelError
 from causal_hypotheses.interventions import activation_patch, path_patch
+from causal_hypotheses.graph import component
 
 import llama_reference as ref
 from patch_definitions import downstream_patch, split_everything
@@ -247,11 +248,11 @@ def test_path_patch_into_one_head_input_equals_hand_built_reference(llama, sende
     engine = Engine.from_hf(model)
     clean, corrupt = two_prompts(256, seeds=(17, 18))
     if ".h" in sender:
-        l, h = int(sender[1]), int(sender.split(".h")[1])
+        l, h = component(sender).layer, component(sender).head
         delta = ref.head_output(model, corrupt, l, h) - ref.head_output(model, clean, l, h)
     else:
-        block = model.model.layers[int(sender[1:])]
-        module = block.self_attn if sender[0] == "a" else block.mlp
+        block = model.model.layers[component(sender).layer]
+        module = block.self_attn if component(sender).kind == "attn" else block.mlp
         delta = ref.record(model, corrupt, module) - ref.record(model, clean, module)
     stream = ref.layer_input(model, clean, layer) + delta
     expected = ref.patch_head_input(model, clean, layer, head, "qkv".index(channel), stream)

@@ -8,6 +8,7 @@ import torch
 from causal_hypotheses import Engine, UnknownComponentError
 from causal_hypotheses.models import random_gpt2
 from causal_hypotheses.interventions import activation_patch, activation_patch_sweep, path_patch, path_patch_sweep
+from causal_hypotheses.graph import component
 
 import hf_reference as ref
 
@@ -107,7 +108,7 @@ def test_sweeps_equal_their_single_experiments_and_hooks(small_model, small_engi
     table = activation_patch_sweep(small_engine, clean, corrupt, metric, nodes, positions=-1, chunk_size=3)
     assert isinstance(table, pd.DataFrame) and table.shape == (12, 12) and table.notna().sum().sum() == 4
     for node in nodes:
-        layer, head = int(node[1:].split(".")[0]), int(node.split(".h")[1])
+        layer, head = component(node).layer, component(node).head
         z = ref.head_z(small_model, corrupt, layer)
         expected = metric(ref.patch_head_z_at(small_model, clean, layer, head, z, [5])).mean()
         assert table.loc[layer, head] == pytest.approx(float(expected), abs=ATOL)

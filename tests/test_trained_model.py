@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from causal_hypotheses import trained
 from causal_hypotheses.errors import InputError
+from causal_hypotheses.graph import component
 
 H = trained.HALF_LEN
 
@@ -29,8 +30,8 @@ def run(model):
 
 
 def _head(name: str) -> tuple[int, int]:
-    layer, head = name.split(".")
-    return int(layer[1:]), int(head[1:])
+    parsed = component(name)
+    return parsed.layer, parsed.head
 
 
 def _all_heads(model) -> list[str]:

@@ -21,7 +21,8 @@ from ..errors import InputError, UnsupportedModelError
 from ..graph import ModelGraph
 from .cache import ActivationCache, check_cache_bytes, tree_map
 from .evaluate import Evaluator, live_entries
-from .plan import Node, Planner, Selector
+from .ir import Node, Op
+from .plan import Planner, Selector
 
 Which = Callable[..., object]
 Branch = Callable[..., bool]
@@ -182,9 +183,8 @@ class Engine:
         placeholder = torch.zeros(B, T, dtype=torch.long)
         flat = torch.cat([placeholder if i in synthetic else t for i, t in enumerate(tokens)]).to(self.device)  # (N*B, T)
         order = _reachable(root)
-        gathers = [node for node in order if node.op in ("gather", "delta")]
-        used = [planner.selectors[k] for g in gathers for k in (g.args[1:] if g.op == "delta" else g.args[1:2])]
-        used += [planner.selectors[node.args[1]] for node in order if node.op == "mdelta"]
+        gathers = [node for node in order if node.op in (Op.GATHER, Op.DELTA)]
+        used = [planner.selectors[key] for node in order for key in node.spec.reads]
         rows_for, rows_tokens = _distinct_rows(flat, B, used, sorted(synthetic))
         misses_before, hits_before = self.cache.stats.misses, self.cache.stats.hits
         acts, forwards = self.cache.activations(rows_tokens, self.adapter.capture)

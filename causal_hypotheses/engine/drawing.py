@@ -14,24 +14,10 @@ import sys
 import warnings
 from pathlib import Path as FilePath
 
+from .ir import Delta, Gather, Sum
+
 PALETTE = ["#9ecae1", "#fdae6b", "#a1d99b", "#bcbddc", "#fc9272", "#fdd0a2", "#c7e9c0", "#dadaeb"]
 MIXED = "#d9d9d9"
-
-
-def site_name(site: tuple) -> str:
-    kind = site[0]
-    if kind == "embed":
-        return "embed"
-    if kind == "attn_out":
-        return f"a{site[1]}"
-    if kind == "mlp_out":
-        return f"m{site[1]}"
-    if kind == "head_out":
-        return f"a{site[1]}.h{site[2]}"
-    if kind == "qkv":
-        return f"a{site[1]}.h{site[2]}.{'qkv'[site[3]]}"
-    where, layer = site[1], site[2]
-    return "resid final" if where == "final" else f"resid into {'a' if where == 'attn_in' else 'm'}{layer}"
 
 
 def _selector_label(selector) -> tuple[str, str]:
@@ -39,27 +25,6 @@ def _selector_label(selector) -> tuple[str, str]:
         return f"input {selector.index}", PALETTE[selector.index % len(PALETTE)]
     used = ", ".join(str(i) for i in selector.inputs())
     return f"per {selector.kind}: inputs {used}", MIXED
-
-
-def _node_label(node) -> str:
-    op, args = node.op, node.args
-    if op == "final":
-        return "output (ln_f, unembed)"
-    if op == "sum":
-        return "residual sum"
-    if op == "mix":
-        return "split examples: computed | read"
-    if op == "mdelta":
-        return f"{site_name(args[0])} change, split examples"
-    if op == "mlp":
-        return f"m{args[0]}"
-    if op in ("core", "layer_core"):
-        return f"a{args[0]}"
-    if op in ("head", "head_core"):
-        return f"a{args[0]}.h{args[1]}"
-    if op == "proj":
-        return f"a{args[0]}.h{args[1]}.{'qkv'[args[2]]}"
-    return op
 
 
 def plan_to_digraph(root, selectors: dict, n_inputs: int):
@@ -73,17 +38,17 @@ def plan_to_digraph(root, selectors: dict, n_inputs: int):
         if node.id in seen:
             continue
         seen.add(node.id)
-        if node.op == "gather":
-            site, key = node.args
-            text, colour = _selector_label(selectors[key])
-            dot.node(str(node.id), f"{site_name(site)}\n{text}", fillcolor=colour, shape="box")
-        elif node.op == "delta":
-            site, key, base = node.args
-            text, colour = _selector_label(selectors[key])
-            dot.node(str(node.id), f"{site_name(site)}\n{text} minus {_selector_label(selectors[base])[0]}", fillcolor=colour, shape="box")
+        spec = node.spec
+        if isinstance(spec, Gather):
+            text, colour = _selector_label(selectors[spec.selector])
+            dot.node(str(node.id), f"{spec.label()}\n{text}", fillcolor=colour, shape="box")
+        elif isinstance(spec, Delta):
+            text, colour = _selector_label(selectors[spec.chosen])
+            dot.node(str(node.id), f"{spec.label()}\n{text} minus {_selector_label(selectors[spec.base])[0]}",
+                     fillcolor=colour, shape="box")
         else:
-            dot.node(str(node.id), _node_label(node), fillcolor="white", shape="ellipse")
-        signs = node.args[0] if node.op == "sum" else None
+            dot.node(str(node.id), spec.label(), fillcolor="white", shape="ellipse")
+        signs = spec.signs if isinstance(spec, Sum) else None
         for i, child in enumerate(node.children):
             label = ("+" if signs[i] > 0 else "−") if signs else ""
             dot.edge(str(child.id), str(node.id), label=label)

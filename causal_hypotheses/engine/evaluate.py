@@ -1,7 +1,7 @@
 """Evaluating a plan on the entries that change.
 
-Every value is a :class:`Patch`: a captured site read for one selector (its *base*),
-overridden at the entries (example, position) where the value may differ.  A component
+Every value is a :class:`SparseOverride`: a captured site read for one selector (its
+*base*), overridden at the entries (example, position) where the value may differ.  A component
 recomputed on a residual stream that differs from the captured one at a few entries is
 recomputed at those entries only: a head patched at the last position costs every later
 MLP and projection one position per example instead of all of them.  Attention is the
@@ -17,7 +17,11 @@ from __future__ import annotations
 
 import torch
 
-class Patch:
+from . import ir
+from .ir import Op
+
+
+class SparseOverride:
     """``base`` (site, selector key) read everywhere except at ``index`` (n,), where the
     value is ``values`` (n, ...).  With ``base`` None the value is unspecified (never read)
     outside ``index``."""
@@ -42,9 +46,9 @@ class Evaluator:
         self.need = {node_id: entries.to(device) for node_id, entries in need.items()}
         self.no_entries = torch.zeros(0, dtype=torch.long, device=device)
 
-    def captured(self, base) -> Patch:
+    def captured(self, base) -> SparseOverride:
         """The captured ``base`` (site, selector key) with no overrides."""
-        return Patch(base, self.no_entries, None)
+        return SparseOverride(base, self.no_entries, None)
 
     # ------------------------------------------------------------ entries
     def _keep(self, index: torch.Tensor, values, need: torch.Tensor | None):
@@ -100,7 +104,7 @@ class Evaluator:
             return grid[:, 0] // self.T
         return None
 
-    def dense(self, patch: Patch, examples: torch.Tensor | None = None) -> torch.Tensor:
+    def dense(self, patch: SparseOverride, examples: torch.Tensor | None = None) -> torch.Tensor:
         """The value as (B, T, ...) or, for ``examples`` (r,), as (r, T, ...)."""
         count = self.B if examples is None else examples.numel()
         if patch.base is not None:
@@ -124,12 +128,12 @@ class Evaluator:
             out.view((count * self.T,) + tuple(out.shape[2:])).index_copy_(0, index, values)
         return out
 
-    def _dense_patch(self, need: torch.Tensor | None, compute) -> Patch:
+    def _dense_patch(self, need: torch.Tensor | None, compute) -> SparseOverride:
         """A value computed densely, ``compute(examples) -> (r, T, ...)``, kept where needed."""
         examples = self._examples(need)
         entries = self._entries(need)
         values = compute(examples).flatten(0, 1)
-        return Patch(None, entries, values[self._local(entries, examples)])
+        return SparseOverride(None, entries, values[self._local(entries, examples)])
 
     def _local(self, index: torch.Tensor, examples: torch.Tensor) -> torch.Tensor:
         """Entries ``index`` as flat indices into (r * T) for ``examples`` (r,); negative for
@@ -139,91 +143,97 @@ class Evaluator:
         return local[index // self.T] * self.T + index % self.T
 
     # ------------------------------------------------------------ evaluation
-    def evaluate(self, node, args: list):
-        op, need = node.op, self.need.get(node.id)
-        if op == "gather":
-            return self.captured(node.args)
-        if op == "delta":
-            return self._delta(node.args, need)
-        if op == "mdelta":
-            site, base_key, mask_key = node.args
-            return self._change(args[0], (site, base_key), self._within(need, self.planner.masks[mask_key].rows))
-        if op == "sum":
-            return self._sum(node, args, need)
-        if op == "mix":
-            return self._mix(self.planner.masks[node.args[0]].rows, *args, need)
-        if op == "mlp":
-            layer = node.args[0]
-            return self._tokenwise(args[0], need, ("resid", "mlp_in", layer), ("mlp_out", layer),
-                                   lambda x, t: self.adapter.mlp(layer, x[None])[0])
-        if op == "proj":
-            layer, head, channel = node.args
-            return self._tokenwise(args[0], need, ("resid", "attn_in", layer), ("qkv", layer, head, channel),
-                                   lambda x, t: self.adapter.ln1_proj(layer, head, channel, x[None], t)[0])
-        if op == "head_core":
-            layer, head = node.args
-            return self._tokenwise(args[0], need, ("z", layer), ("head_out", layer, head),
-                                   lambda z, t: self.adapter.head_from_core(layer, head, z[None])[0])
-        if op == "layer_core":
-            layer = node.args[0]
-            return self._tokenwise(args[0], need, ("z", layer), ("attn_out", layer),
-                                   lambda z, t: self.adapter.layer_from_core(layer, z[None])[0])
-        if op == "core":
-            return self._core(node.args[0], args[0], need)
-        if op == "head":
-            return self._head(*node.args, args, need)
-        if op == "final":
-            return self.adapter.final(self.dense(args[0]), node.args[0])
-        raise AssertionError(f"unknown op {op}")  # pragma: no cover
+    def evaluate(self, node: ir.Node, args: list):
+        """The value of ``node`` from its children's values ``args``."""
+        return _HANDLERS[node.op](self, node.spec, node, args, self.need.get(node.id))
 
-    def _delta(self, args: tuple, need) -> Patch:
+    # One handler per op: (self, spec, node, child values, needed entries) -> value.
+    def _gather(self, spec: ir.Gather, node, args, need):
+        return self.captured((spec.site, spec.selector))
+
+    def _masked_delta(self, spec: ir.MaskedDelta, node, args, need):
+        return self._change(args[0], (spec.site, spec.base), self._within(need, self.planner.masks[spec.mask].rows))
+
+    def _mix_node(self, spec: ir.Mix, node, args, need):
+        return self._mix(self.planner.masks[spec.mask].rows, *args, need)
+
+    def _mlp(self, spec: ir.Mlp, node, args, need):
+        layer = spec.layer
+        return self._tokenwise(args[0], need, ("resid", "mlp_in", layer), ("mlp_out", layer),
+                               lambda x, t: self.adapter.mlp(layer, x[None])[0])
+
+    def _proj(self, spec: ir.Proj, node, args, need):
+        layer, head, channel = spec.layer, spec.head, spec.channel
+        return self._tokenwise(args[0], need, ("resid", "attn_in", layer), ("qkv", layer, head, channel),
+                               lambda x, t: self.adapter.ln1_proj(layer, head, channel, x[None], t)[0])
+
+    def _head_core(self, spec: ir.HeadCore, node, args, need):
+        layer, head = spec.layer, spec.head
+        return self._tokenwise(args[0], need, ("z", layer), ("head_out", layer, head),
+                               lambda z, t: self.adapter.head_from_core(layer, head, z[None])[0])
+
+    def _layer_core(self, spec: ir.LayerCore, node, args, need):
+        layer = spec.layer
+        return self._tokenwise(args[0], need, ("z", layer), ("attn_out", layer),
+                               lambda z, t: self.adapter.layer_from_core(layer, z[None])[0])
+
+    def _core_node(self, spec: ir.Core, node, args, need):
+        return self._core(spec.layer, args[0], need)
+
+    def _head_node(self, spec: ir.Head, node, args, need):
+        return self._head(spec.layer, spec.head, args, need)
+
+    def _final(self, spec: ir.Final, node, args, need):
+        return self.adapter.final(self.dense(args[0]), spec.positions)
+
+    def _delta(self, spec: ir.Delta, node, args, need) -> SparseOverride:
         """The site read by one selector minus by another, at the entries where they differ."""
-        site, chosen, base = args
+        site, chosen, base = spec.site, spec.chosen, spec.base
         everything = self._entries(need)
         index = everything[self._differs(chosen, base, everything)]
         change = self.base_at((site, chosen), index) - self.base_at((site, base), index)
-        return Patch(None, index, change)
+        return SparseOverride(None, index, change)
 
-    def _rebase(self, patch: Patch, base, need) -> Patch:
+    def _rebase(self, patch: SparseOverride, base, need) -> SparseOverride:
         """The same value at the entries ``need`` lists, as overrides of ``base``, a read of
         the same site by another selector: entries where the two selectors read different
         captured rows become overrides too."""
         index, values = self._keep(patch.index, patch.values, need)
         if patch.base == base:
-            return Patch(base, index, values)
+            return SparseOverride(base, index, values)
         entries = self._entries(need)
         differ = self._differs(patch.base[1], base[1], entries)
         if index.numel():
             differ[torch.isin(entries, index)] = False
         extra = entries[differ]
         if extra.numel() == 0:
-            return Patch(base, index, values)
+            return SparseOverride(base, index, values)
         parts = [(extra, self.base_at(patch.base, extra))] + ([(index, values)] if index.numel() else [])
         return _joined(base, parts)
 
-    def _change(self, computed: Patch, base, need) -> Patch:
+    def _change(self, computed: SparseOverride, base, need) -> SparseOverride:
         """``computed`` minus the captured ``base`` site, where ``need`` says."""
         if computed.base is not None and computed.base[0] == base[0]:
             rebased = self._rebase(computed, base, need)
             if rebased.index.numel() == 0:
-                return Patch(None, rebased.index, None)
-            return Patch(None, rebased.index, rebased.values - self.base_at(base, rebased.index))
+                return SparseOverride(None, rebased.index, None)
+            return SparseOverride(None, rebased.index, rebased.values - self.base_at(base, rebased.index))
         captured = self.captured(base)
         return self._dense_patch(need, lambda examples: self.dense(computed, examples) - self.dense(captured, examples))
 
-    def _sum(self, node, args: list, need) -> Patch:
+    def _sum(self, spec: ir.Sum, node, args: list, need) -> SparseOverride:
         """The captured residual (the first term) plus every change (the others)."""
-        signs, base = node.args[0], args[0].base
+        signs, base = spec.signs, args[0].base
         changes, i = [], 1
         while i < len(args):
-            if node.children[i].op in ("delta", "mdelta"):
+            if node.children[i].op in (Op.DELTA, Op.MASKED_DELTA):
                 changes.append(args[i])
                 i += 1
             else:  # a recomputed component and, with sign -1, its captured value
                 assert signs[i] == 1 and signs[i + 1] == -1 and args[i + 1].index.numel() == 0
                 changes.append(self._change(args[i], args[i + 1].base, need))
                 i += 2
-        changes = [Patch(None, *self._keep(c.index, c.values, need)) for c in changes if c.index.numel()]
+        changes = [SparseOverride(None, *self._keep(c.index, c.values, need)) for c in changes if c.index.numel()]
         changes = [c for c in changes if c.index.numel()]
         if not changes:
             return args[0]
@@ -234,9 +244,9 @@ class Evaluator:
             n = change.index.numel()
             values.index_add_(0, where[offset : offset + n], change.values)
             offset += n
-        return Patch(base, index, values)
+        return SparseOverride(base, index, values)
 
-    def _mix(self, mask: torch.Tensor, own: Patch, other: Patch, need) -> Patch:
+    def _mix(self, mask: torch.Tensor, own: SparseOverride, other: SparseOverride, need) -> SparseOverride:
         """``own`` for the examples in ``mask`` (B,), ``other`` for the rest."""
         mask = mask.to(self.device)
         if own.base is not None and other.base is not None and own.base[0] == other.base[0]:
@@ -251,17 +261,17 @@ class Evaluator:
 
         return self._dense_patch(need, compute)
 
-    def _tokenwise(self, x: Patch, need, in_site, out_site, fn) -> Patch:
+    def _tokenwise(self, x: SparseOverride, need, in_site, out_site, fn) -> SparseOverride:
         """A computation that treats every (example, position) alone: run on the changed entries."""
         if x.base is not None and x.base[0] == in_site:
             index, values = self._keep(x.index, x.values, need)
             if index.numel() == 0:
                 return self.captured((out_site, x.base[1]))
-            return Patch((out_site, x.base[1]), index, fn(values, index % self.T))
+            return SparseOverride((out_site, x.base[1]), index, fn(values, index % self.T))
         read = self._dense_patch(need, lambda examples: self.dense(x, examples))
-        return Patch(None, read.index, fn(read.values, read.index % self.T))
+        return SparseOverride(None, read.index, fn(read.values, read.index % self.T))
 
-    def _attended(self, changed_q: list[Patch], changed_kv: list[Patch], examples: torch.Tensor, need) -> torch.Tensor:
+    def _attended(self, changed_q: list[SparseOverride], changed_kv: list[SparseOverride], examples: torch.Tensor, need) -> torch.Tensor:
         """Needed entries (of ``examples``) whose attention output may change: where the
         query changed, and from the first changed key or value on."""
         T = self.T
@@ -278,7 +288,7 @@ class Evaluator:
             hit &= need[examples]
         return (examples[:, None] * T + positions)[hit]
 
-    def _mixed(self, key, rows: torch.Tensor) -> list[Patch]:
+    def _mixed(self, key, rows: torch.Tensor) -> list[SparseOverride]:
         """For attention: every entry of the examples (of ``rows``) whose selector ``key``
         reads different inputs at different positions (no captured run attended over them)."""
         selected, positions = self.rows_for[key]
@@ -287,9 +297,9 @@ class Evaluator:
         varies = (selected != selected[:, :1]).any(1) & rows
         if not bool(varies.any()):
             return []
-        return [Patch(None, self._entries(varies[:, None].expand(self.B, self.T)), None)]
+        return [SparseOverride(None, self._entries(varies[:, None].expand(self.B, self.T)), None)]
 
-    def _changed_examples(self, patches: list[Patch], rows: torch.Tensor) -> torch.Tensor:
+    def _changed_examples(self, patches: list[SparseOverride], rows: torch.Tensor) -> torch.Tensor:
         changed = torch.zeros(self.B, dtype=torch.bool, device=self.device)
         for patch in patches:
             changed[patch.index // self.T] = True
@@ -299,7 +309,7 @@ class Evaluator:
         """(B,) examples with some needed entry."""
         return torch.ones(self.B, dtype=torch.bool, device=self.device) if need is None else need.any(1)
 
-    def _core(self, layer: int, resid: Patch, need) -> Patch:
+    def _core(self, layer: int, resid: SparseOverride, need) -> SparseOverride:
         """All heads of a layer: z (B, T, H, dh)."""
         if resid.base is None or resid.base[0] != ("resid", "attn_in", layer):
             return self._dense_patch(need, lambda examples: self.adapter.attn_core(layer, self.dense(resid, examples)))
@@ -315,9 +325,9 @@ class Evaluator:
             qkv.view((-1,) + tuple(qkv.shape[2:])).index_copy_(0, local, self.adapter.qkv(layer, values[None], index % self.T)[0])
         z = self.adapter.core_from_qkv(layer, qkv)  # (r, T, H, dh)
         changed = self._attended([], changes, examples, need)
-        return Patch((("z", layer), key), changed, z.flatten(0, 1)[self._local(changed, examples)])
+        return SparseOverride((("z", layer), key), changed, z.flatten(0, 1)[self._local(changed, examples)])
 
-    def _head(self, layer: int, head: int, channels: list[Patch], need) -> Patch:
+    def _head(self, layer: int, head: int, channels: list[SparseOverride], need) -> SparseOverride:
         """One head from its q, k and v inputs: its write to the residual stream (B, T, D)."""
         keys = {c.base[1] if c.base is not None and c.base[0] == ("qkv", layer, head, i) else None for i, c in enumerate(channels)}
         if len(keys) == 1 and None not in keys:
@@ -330,7 +340,7 @@ class Evaluator:
             z = self.adapter.attend(layer, q[:, None], k[:, None], v[:, None])[:, 0]  # (r, T, dh)
             changed = self._attended(channels[:1], channels[1:] + mixed, examples, need)
             picked = z.flatten(0, 1)[self._local(changed, examples)]
-            return Patch((("head_out", layer, head), key), changed, picked @ self.adapter.w_out(layer, head))
+            return SparseOverride((("head_out", layer, head), key), changed, picked @ self.adapter.w_out(layer, head))
         return self._dense_patch(need, lambda examples: self.adapter.head_from_qkv(layer, head, *(self.dense(c, examples) for c in channels)))
 
 
@@ -343,7 +353,7 @@ def live_entries(order: list, planner) -> dict:
     """
     batch, seq = planner.batch, planner.seq
     root = order[-1]
-    positions = root.args[0]
+    positions = root.spec.positions
     start = None
     if positions is not None:
         start = torch.zeros(batch, seq, dtype=torch.bool)
@@ -367,15 +377,15 @@ def live_entries(order: list, planner) -> dict:
 
     for node in reversed(order):
         entries = need[node.id]
-        if node.op == "mix":
-            mask = planner.masks[node.args[0]].rows
+        if node.op is Op.MIX:
+            mask = planner.masks[node.spec.mask].rows
             add(node.children[0], rows(mask, entries))
             add(node.children[1], rows(~mask, entries))
-        elif node.op == "mdelta":
-            add(node.children[0], rows(planner.masks[node.args[2]].rows, entries))
-        elif node.op == "core":
+        elif node.op is Op.MASKED_DELTA:
+            add(node.children[0], rows(planner.masks[node.spec.mask].rows, entries))
+        elif node.op is Op.CORE:
             add(node.children[0], prefix(entries))
-        elif node.op == "head":
+        elif node.op is Op.HEAD:
             add(node.children[0], entries)
             for child in node.children[1:]:
                 add(child, prefix(entries))
@@ -385,9 +395,25 @@ def live_entries(order: list, planner) -> dict:
     return {node_id: entries for node_id, entries in need.items() if entries is not None and not bool(entries.all())}
 
 
-def _joined(base, parts: list[tuple]) -> Patch:
-    """One Patch of ``base`` from overrides on disjoint entries."""
+def _joined(base, parts: list[tuple]) -> SparseOverride:
+    """One SparseOverride of ``base`` from overrides on disjoint entries."""
     if not parts:
         raise AssertionError("no overrides to join")  # pragma: no cover
     index, order = torch.sort(torch.cat([index for index, _ in parts]))
-    return Patch(base, index, torch.cat([values for _, values in parts])[order])
+    return SparseOverride(base, index, torch.cat([values for _, values in parts])[order])
+
+
+_HANDLERS = {
+    Op.GATHER: Evaluator._gather,
+    Op.DELTA: Evaluator._delta,
+    Op.MASKED_DELTA: Evaluator._masked_delta,
+    Op.SUM: Evaluator._sum,
+    Op.MIX: Evaluator._mix_node,
+    Op.MLP: Evaluator._mlp,
+    Op.PROJ: Evaluator._proj,
+    Op.CORE: Evaluator._core_node,
+    Op.HEAD_CORE: Evaluator._head_core,
+    Op.LAYER_CORE: Evaluator._layer_core,
+    Op.HEAD: Evaluator._head_node,
+    Op.FINAL: Evaluator._final,
+}

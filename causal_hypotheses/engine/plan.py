@@ -1,7 +1,7 @@
 """Planning: walk the treeified computation once, asking ``branch`` and ``which``.
 
-The walk turns the user's functions into a DAG of nodes, hash-consed on their canonical
-signature ``(op, args, children)``: two places in the tree that compute the same thing
+The walk turns the user's functions into a DAG of nodes (see ir.py), hash-consed on their
+canonical signature ``(spec, children)``: two places in the tree that compute the same thing
 become one node, evaluated once.  Unsplit components become *gathers* from the captured
 activations of the input they read; residual streams are built as "captured residual
 plus the changes", so a mostly-unchanged stream costs a few additions.
@@ -15,20 +15,12 @@ from typing import Callable
 import numpy as np
 import torch
 
+from dataclasses import dataclass
+
 from ..errors import PlanTooLargeError, SelectorError
-from ..graph import CHANNELS, ModelGraph, Path
-
-
-class Node:
-    """One distinct computation: ``op`` with hashable ``args`` over child nodes."""
-
-    __slots__ = ("op", "args", "children", "id")
-
-    def __init__(self, op: str, args: tuple, children: tuple, id: int) -> None:
-        self.op, self.args, self.children, self.id = op, args, children, id
-
-    def __repr__(self) -> str:
-        return f"Node({self.id}, {self.op}, {self.args}, {[c.id for c in self.children]})"
+from ..graph import CHANNELS, Component, ModelGraph, Path
+from . import ir
+from .ir import Node, Op, Spec
 
 
 class Selector:
@@ -208,17 +200,17 @@ class Planner:
         return found
 
     # ----------------------------------------------------------- DAG building
-    def node(self, op: str, args: tuple, children: tuple = ()) -> Node:
-        signature = (op, args, tuple(child.id for child in children))
+    def node(self, spec: Spec, children: tuple = ()) -> Node:
+        signature = (spec, tuple(child.id for child in children))
         found = self.nodes.get(signature)
         if found is not None:
             self.memo_hits += 1
             return found
-        found = self.nodes[signature] = Node(op, args, children, len(self.nodes))
+        found = self.nodes[signature] = Node(spec, children, len(self.nodes))
         return found
 
     def gather(self, site: tuple, selector: Selector) -> Node:
-        return self.node("gather", (site, selector.key))
+        return self.node(ir.Gather(site, selector.key))
 
     def _memoised(self, path: Path, build: Callable[[], object]):
         if self._key is None:
@@ -232,141 +224,185 @@ class Planner:
 
     def root(self, logit_positions: tuple | None = None) -> Node:
         resid = self.residual(Path((), self.graph), "final", self.graph.n_layers)
-        return self.node("final", (logit_positions,), (resid,))
+        return self.node(ir.Final(logit_positions), (resid,))
 
     def _writers(self, where: str, layer: int) -> list[tuple[str, str, int]]:
         names = [("embed", "embed", -1)]
         for l in range(layer):
-            names += [(f"a{l}", "attn", l), (f"m{l}", "mlp", l)]
+            names += [(Component("attn", l).name, "attn", l), (Component("mlp", l).name, "mlp", l)]
         if where == "mlp_in":
-            names.append((f"a{layer}", "attn", layer))
+            names.append((Component("attn", layer).name, "attn", layer))
         return names
 
     def residual(self, path: Path, where: str, layer: int) -> Node:
         """The residual stream read at ``path`` (an attention/MLP input or the final one)."""
-        parts: list[tuple[tuple, tuple]] = []
+        parts: list[tuple[tuple, Part]] = []
         for name, kind, l in self._writers(where, layer):
             parts += self.writer(path + (name,), kind, l)
-        gathered = Counter(item[1] for _, item in parts if item[0] == "g")
+        gathered = Counter(part.selector for _, part in parts if isinstance(part, Read))
         base = next(iter(gathered.most_common(1)))[0]  # embed is always gathered
         site = ("resid", where, layer if where != "final" else -1)
         signs, terms = [1], [self.gather(site, base)]
-        for part_site, item in parts:
+        for part_site, part in parts:
             mask = None
-            if item[0] == "m":  # a part that counts for some examples only
-                _, mask, item = item
-                if item[0] == "g":
-                    item = ("g", self.restrict(item[1], mask, base))
-            if item == ("g", base):
+            if isinstance(part, ForExamples):  # a part that counts for some examples only
+                mask, part = part.mask, part.part
+                if isinstance(part, Read):
+                    part = Read(self.restrict(part.selector, mask, base))
+            if part == Read(base):
                 continue
-            if item[0] == "g":  # only rows whose choice differs from the base change
+            if isinstance(part, Read):  # only rows whose choice differs from the base change
                 signs.append(1)
-                terms.append(self.node("delta", (part_site, item[1].key, base.key)))
+                terms.append(self.node(ir.Delta(part_site, part.selector.key, base.key)))
             elif mask is not None:
                 signs.append(1)
-                terms.append(self.node("mdelta", (part_site, base.key, mask.key), (item[1],)))
+                terms.append(self.node(ir.MaskedDelta(part_site, base.key, mask.key), (part.node,)))
             else:
                 signs += [1, -1]
-                terms += [item[1], self.gather(part_site, base)]
+                terms += [part.node, self.gather(part_site, base)]
         if len(terms) == 1:
             return terms[0]
-        return self.node("sum", (tuple(signs),), tuple(terms))
+        return self.node(ir.Sum(tuple(signs)), tuple(terms))
 
-    def writer(self, path: Path, kind: str, layer: int) -> list[tuple[tuple, tuple]]:
-        """What one layer-level writer adds: [(site, ("g", selector) or ("n", node)), ...]."""
+    def writer(self, path: Path, kind: str, layer: int) -> list[tuple[tuple, "Part"]]:
+        """What one layer-level writer adds: [(site, part), ...]."""
 
         def build():
             if kind == "embed":
-                return [(("embed",), ("g", self.select(path)))]
+                return [(("embed",), Read(self.select(path)))]
             site = ("attn_out", layer) if kind == "attn" else ("mlp_out", layer)
             split = self.branch(path)
             if split is False:
-                return [(site, ("g", self.select(path)))]
+                return [(site, Read(self.select(path)))]
             if kind == "mlp":
                 resid = self.residual(path, "mlp_in", layer)
-                parts = [(site, ("n", self.node("mlp", (layer,), (resid,))))]
+                parts = [(site, Computed(self.node(ir.Mlp(layer), (resid,))))]
             else:
                 parts = self.attention(path[:-1], layer)
             if split is True:
                 return parts
             rest = self._intern_mask(~split.rows)
-            return [(s, ("m", split, item)) for s, item in parts] + [(site, ("m", rest, ("g", self.select(path))))]
+            return [(s, ForExamples(split, part)) for s, part in parts] + [(site, ForExamples(rest, Read(self.select(path))))]
 
         return self._memoised(path, build)
 
-    def attention(self, path: Path, layer: int) -> list[tuple[tuple, tuple]]:
-        parts = [self.head(path + (f"a{layer}.h{h}",), layer, h) for h in range(self.graph.n_heads)]
-        if all(part == parts[0] for part in parts) and parts[0][0] == "g":
+    def attention(self, path: Path, layer: int) -> list[tuple[tuple, "Part"]]:
+        parts = [self.head(path + (Component("attn", layer, h).name,), layer, h) for h in range(self.graph.n_heads)]
+        if all(part == parts[0] for part in parts) and isinstance(parts[0], Read):
             return [(("attn_out", layer), parts[0])]
-        cores = {part[1].children[0].id for part in parts if part[0] == "n" and part[1].op == "head_core"}
-        if len(cores) == 1 and all(part[0] == "n" and part[1].op == "head_core" for part in parts):
-            core = parts[0][1].children[0]
-            return [(("attn_out", layer), ("n", self.node("layer_core", (layer,), (core,))))]
+        if all(isinstance(part, Computed) and part.node.op is Op.HEAD_CORE for part in parts):
+            cores = {part.node.children[0].id for part in parts}
+            if len(cores) == 1:
+                core = parts[0].node.children[0]
+                return [(("attn_out", layer), Computed(self.node(ir.LayerCore(layer), (core,))))]
         return [(("head_out", layer, h), part) for h, part in enumerate(parts)]
 
-    def head(self, path: Path, layer: int, head: int) -> tuple:
+    def head(self, path: Path, layer: int, head: int) -> "Part":
         def build():
             split = self.branch(path)
             if split is False:
-                return ("g", self.select(path))
+                return Read(self.select(path))
             computed = split_head(split)
             if split is True:
                 return computed
             site = ("head_out", layer, head)
-            own = self.gather(site, computed[1]) if computed[0] == "g" else computed[1]
+            own = self.gather(site, computed.selector) if isinstance(computed, Read) else computed.node
             other = self.gather(site, self.select(path))
-            return ("n", self.node("mix", (split.key,), (own, other)))
+            return Computed(self.node(ir.Mix(split.key), (own, other)))
 
         def split_head(split):
             sources = []
-            for c, channel in enumerate(CHANNELS):
-                channel_path = path[:-1] + (f"a{layer}.h{head}.{channel}",)
+            for channel in CHANNELS:
+                channel_path = path[:-1] + (Component("attn", layer, head, channel).name,)
                 source = self.channel(channel_path, layer)
                 sources.append(source if split is True else self._unmixed(source, split))
             if all(source == sources[0] for source in sources):
                 # A head whose three inputs read one input is that input's head output,
                 # unless the choice varies by position: attention mixes positions.
-                if sources[0][0] == "g" and sources[0][1].kind != "position":
+                if isinstance(sources[0], Read) and sources[0].selector.kind != "position":
                     return sources[0]
-                if sources[0][0] == "r":
-                    core = self.node("core", (layer,), (sources[0][1],))
-                    return ("n", self.node("head_core", (layer, head), (core,)))
+                if isinstance(sources[0], FromResidual):
+                    core = self.node(ir.Core(layer), (sources[0].resid,))
+                    return Computed(self.node(ir.HeadCore(layer, head), (core,)))
             children = tuple(self._channel_node(layer, head, c, source) for c, source in enumerate(sources))
-            return ("n", self.node("head", (layer, head), children))
+            return Computed(self.node(ir.Head(layer, head), children))
 
         return self._memoised(path, build)
 
-    def _unmixed(self, source: tuple, mask: Mask) -> tuple:
+    def _unmixed(self, source: "Channel", mask: Mask) -> "Channel":
         """A channel computed for every example of ``mask`` (and maybe more) is, for a head
         that only ``mask``'s examples read, simply its residual stream."""
-        if source[0] != "x" or source[1].op != "mix":
+        if not isinstance(source, Vector) or source.node.op is not Op.MIX:
             return source
-        mix = source[1]
-        if bool((mask.rows & ~self.masks[mix.args[0]].rows).any()):
+        mix = source.node
+        if bool((mask.rows & ~self.masks[mix.spec.mask].rows).any()):
             return source
-        return ("r", mix.children[0].children[0])  # mix(proj(resid), gather)
+        return FromResidual(mix.children[0].children[0])  # mix(proj(resid), gather)
 
-    def _channel_node(self, layer: int, head: int, c: int, source: tuple) -> Node:
-        if source[0] == "g":
-            return self.gather(("qkv", layer, head, c), source[1])
-        if source[0] == "r":
-            return self.node("proj", (layer, head, c), (source[1],))
-        return source[1]  # ("x", node): already the channel's vector
+    def _channel_node(self, layer: int, head: int, c: int, source: "Channel") -> Node:
+        if isinstance(source, Read):
+            return self.gather(("qkv", layer, head, c), source.selector)
+        if isinstance(source, FromResidual):
+            return self.node(ir.Proj(layer, head, c), (source.resid,))
+        return source.node  # a Vector: already the channel's q, k or v
 
-    def channel(self, path: Path, layer: int) -> tuple:
-        """("g", selector), ("r", residual node) or ("x", vector node) for one head input."""
+    def channel(self, path: Path, layer: int) -> "Channel":
+        """How one head input is obtained: read, computed from a residual, or a vector node."""
 
         def build():
             split = self.branch(path)
             if split is False:
-                return ("g", self.select(path))
+                return Read(self.select(path))
             resid = self.residual(path, "attn_in", layer)
             if split is True:
-                return ("r", resid)
-            _, head, channel = path[-1].split(".")
-            h, c = int(head[1:]), CHANNELS.index(channel)
-            own = self.node("proj", (layer, h, c), (resid,))
+                return FromResidual(resid)
+            component = self.graph.parse(path[-1])
+            h, c = component.head, CHANNELS.index(component.channel)
+            own = self.node(ir.Proj(layer, h, c), (resid,))
             other = self.gather(("qkv", layer, h, c), self.select(path))
-            return ("x", self.node("mix", (split.key,), (own, other)))
+            return Vector(self.node(ir.Mix(split.key), (own, other)))
 
         return self._memoised(path, build)
+
+
+# What the planner passes around while building (never part of the plan itself).
+
+
+@dataclass(frozen=True)
+class Read:
+    """A component read from the captured run of ``selector`` (a gather)."""
+
+    selector: Selector
+
+
+@dataclass(frozen=True)
+class Computed:
+    """A component computed by ``node``."""
+
+    node: Node
+
+
+@dataclass(frozen=True)
+class ForExamples:
+    """``part`` counts for the examples of ``mask`` only."""
+
+    mask: Mask
+    part: Read | Computed
+
+
+@dataclass(frozen=True)
+class FromResidual:
+    """A head input to compute from the residual stream ``resid``."""
+
+    resid: Node
+
+
+@dataclass(frozen=True)
+class Vector:
+    """A head input already computed as a q, k or v vector by ``node``."""
+
+    node: Node
+
+
+Part = Read | Computed | ForExamples
+Channel = Read | FromResidual | Vector

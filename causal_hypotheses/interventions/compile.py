@@ -17,17 +17,14 @@ import torch
 
 from ..engine.core import as_index, describe, is_boolean
 from ..errors import InputError, PositionError, UnknownComponentError
-from ..graph import ModelGraph, within
+from ..graph import ModelGraph, component, within
 
 OUT = "out"
 
 
 def order(name: str) -> int:
     """Place of a component in the residual stream: embed, a0, m0, a1, m1, ..."""
-    if name == "embed":
-        return -1
-    layer = int(name[1:].split(".")[0])
-    return 2 * layer + (1 if name[0] == "m" else 0)
+    return component(name).order
 
 
 def strictly_contains(coarse: str, fine: str) -> bool:
@@ -36,11 +33,11 @@ def strictly_contains(coarse: str, fine: str) -> bool:
 
 def check_writers(graph: ModelGraph, names: Sequence[str], role: str) -> None:
     for name in names:
-        component = graph.parse(name)
-        if component.channel is not None:
+        parsed = graph.parse(name)
+        if parsed.channel is not None:
             raise UnknownComponentError(
                 f"{role} {name!r} is a head's input, not a component that writes to the residual stream; "
-                f"use the head {name.rsplit('.', 1)[0]!r}"
+                f"use the head {parsed.without_channel().name!r}"
             )
 
 

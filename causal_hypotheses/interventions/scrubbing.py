@@ -31,7 +31,6 @@ Every draw is seeded: the same seed gives the same numbers.
 """
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -40,14 +39,12 @@ import torch
 
 from ..engine.core import MeanInput, ZeroInput
 from ..errors import InputError
-from ..graph import ModelGraph, within
+from ..graph import ANY_MODEL, within
 from .treeify import Sampler, correspondence, rotations, scrub_functions
 from ..metrics import bootstrap_mean, bootstrap_recovery, fraction_recovered, get_metric, whole_number
 
 ABLATIONS = ("resample", "mean", "zero")
 RESAMPLING = ("independent", "shared")
-# Checks a pattern's spelling and order before any model is known (layer ranges come later).
-_ANY_MODEL = ModelGraph(n_layers=sys.maxsize, n_heads=sys.maxsize)
 
 
 @dataclass(frozen=True)
@@ -81,7 +78,7 @@ class Hypothesis:
                     f"hypothesis {self.name!r}: pattern {pattern} carries feature {feature!r}; expected the name of a "
                     "task feature (a string) or None for the example itself"
                 )
-            _ANY_MODEL.check_pattern(pattern)
+            ANY_MODEL.check_pattern(pattern)  # spelling and order; layer ranges once the model is known
             if pattern in normalised and normalised[pattern] != feature:
                 raise InputError(f"hypothesis {self.name!r} gives pattern {pattern} two features")
             normalised[pattern] = feature
