@@ -55,8 +55,10 @@ def test_per_position_leaf_choice_equals_hf_on_mixed_tokens(tiny_model, tiny_eng
 
 
 # --------------------------------------------------------------------------- the seed
-def test_seed_readme_example_equals_hook_patching(small_model):
-    """The seed README's example, as written there (imports and constructor aside)."""
+def test_engine_reads_the_seed_example_as_the_direct_path(small_model):
+    """The seed README's example run through the engine's calling form: in the engine's grammar
+    it sends only the direct path from a1 to the output to input 1 (the seed's own semantics,
+    activation patching of a1, are causal_hypotheses.seed's: tests/test_seed.py)."""
     tokenizer = gpt2_tokenizer()
     model = Engine.from_hf(small_model)
 
