@@ -293,19 +293,18 @@ for _name in ("ioi", "greater_than", "factual"):
 @dataclass(frozen=True)
 class Profile:
     """Named defaults: ``n`` and ``draws`` for claims that give none, ``n_scale`` multiplies
-    a claim's own ``n``, ``n_boot`` bootstrap samples per interval."""
+    a claim's own ``n``."""
 
     name: str
     n: int
     n_scale: float
     draws: int
-    n_boot: int
 
 
 PROFILES: Mapping[str, Profile] = MappingProxyType({
-    "dev": Profile("dev", n=16, n_scale=0.25, draws=1, n_boot=500),
-    "ci": Profile("ci", n=64, n_scale=1.0, draws=1, n_boot=2000),
-    "thorough": Profile("thorough", n=256, n_scale=4.0, draws=4, n_boot=10000),
+    "dev": Profile("dev", n=16, n_scale=0.25, draws=1),
+    "ci": Profile("ci", n=64, n_scale=1.0, draws=1),
+    "thorough": Profile("thorough", n=256, n_scale=4.0, draws=4),
 })
 
 
@@ -323,7 +322,6 @@ class ClaimSpec:
     draws: int
     ablation: str
     level: float
-    n_boot: int = 2000
     resampling: str = "independent"
     notes: tuple[str, ...] = ()  # what the settings changed that the claim's author should know
 
@@ -434,7 +432,7 @@ def make_spec(
         model=chosen_model, task=task, metric=metric,
         at_least=None if at_least is None else float(at_least), at_most=None if at_most is None else float(at_most),
         n=n, seed=seed if seed is not None else values.get("seed", 0), draws=values.get("draws", profile.draws),
-        ablation=ablation, resampling=resampling, level=float(level), n_boot=profile.n_boot, notes=tuple(notes),
+        ablation=ablation, resampling=resampling, level=float(level), notes=tuple(notes),
     )
 
 
@@ -497,7 +495,7 @@ def explain(verdict: str, spec: ClaimSpec, result, hypothesis_name: str) -> str:
         head = ("inconclusive — the fraction recovered is undefined: clean and ablated give the same "
                 "metric value, so there is nothing to recover; choose a metric or task the ablation changes")
     else:
-        head = f"inconclusive — use more examples (n={spec.n})"
+        head = f"inconclusive — {_advice(spec, result)}"
     sides = []
     if spec.at_least is not None:
         side = "clears" if low >= spec.at_least else "lies entirely below" if high < spec.at_least else "straddles"
@@ -511,9 +509,31 @@ def explain(verdict: str, spec: ClaimSpec, result, hypothesis_name: str) -> str:
         f"{head}: {judged}\n"
         f"  hypothesis {hypothesis_name!r} on model {spec.model}, task {spec.task}, metric {spec.metric}, "
         f"{spec.ablation} ablation ({spec.resampling} resampling), n={spec.n}, seed={spec.seed}, draws={spec.draws}\n"
-        f"  metric means: clean {result.clean:.4g}, ablated {result.ablated:.4g}, scrubbed {result.scrubbed:.4g}"
+        f"  metric means: clean {result.clean:.4g}, ablated {result.ablated:.4g}, scrubbed {result.scrubbed:.4g}; "
+        f"{_interval_basis(result)}"
         + "".join(f"\n  note: {note}" for note in spec.notes)
     )
+
+
+def _interval_basis(result) -> str:
+    units, unit = getattr(result, "units", 0), getattr(result, "unit", "example")
+    return (f"Fieller interval over {units} {unit}{'s' if units != 1 else ''}"
+            + (" (draws averaged per example)" if getattr(result, "draws", 1) > 1 else ""))
+
+
+def _advice(spec: ClaimSpec, result) -> str:
+    """How many examples would decide an inconclusive claim if the effect holds."""
+    from .stats import Interval, examples_needed
+
+    low, high = result.ci
+    interval = Interval(result.fraction_recovered, low, high, spec.level, getattr(result, "units", spec.n), "example")
+    straddled = [t for t in (spec.at_least, spec.at_most) if t is not None and low < t < high] or \
+        [t for t in (spec.at_least, spec.at_most) if t is not None]
+    needs = [examples_needed(interval, t, spec.n) for t in straddled]
+    if any(need is None for need in needs):
+        return (f"the estimate sits on the threshold, so more examples will not decide it (n={spec.n}); "
+                "the claim is as close to its threshold as it can be")
+    return f"about {max(needs)} examples would decide it if the effect holds (n={spec.n} now; set n= on the marker)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -568,7 +588,7 @@ class Claim:
         spec = self.spec
         started = time.perf_counter()
         result = scrub(self.engine, hypothesis, self.task, spec.metric, seed=spec.seed, draws=spec.draws,
-                       ablation=spec.ablation, resampling=spec.resampling, n_boot=spec.n_boot, level=spec.level)
+                       ablation=spec.ablation, resampling=spec.resampling, level=spec.level)
         seconds = time.perf_counter() - started
         verdict = decide(*result.ci, spec.at_least, spec.at_most, effect=result.effect_ci)
         message = explain(verdict, spec, result, hypothesis.name)

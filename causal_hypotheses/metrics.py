@@ -87,17 +87,6 @@ def whole_number(value, name: str, low: int, example: str) -> int:
     return int(value)
 
 
-def bootstrap_mean(values: torch.Tensor, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of per-example ``values``: shape (N,), or (D, N)
-    for D draws, where each example's draws are averaged first (examples are the unit resampled)."""
-    values = torch.as_tensor(values, dtype=torch.float64)
-    per_example = values.mean(0) if values.dim() == 2 else values
-    generator = torch.Generator().manual_seed(seed)
-    means = per_example[torch.randint(0, per_example.numel(), (n_boot, per_example.numel()), generator=generator)].mean(1)
-    low, high = torch.quantile(means, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64))
-    return float(low), float(high)
-
-
 def bootstrap_recovery(
     clean: torch.Tensor,
     ablated: torch.Tensor,
@@ -107,22 +96,22 @@ def bootstrap_recovery(
     level: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the fraction recovered.
+    """Percentile bootstrap interval of the fraction recovered (claims use the Fieller interval
+    of :mod:`causal_hypotheses.stats`, which is better calibrated; this stays for comparison).
 
-    Inputs are per-example values, shape (N,) or (D, N) for D resampling draws; a
-    bootstrap sample resamples examples (and, with D > 1, draws) with replacement and
-    recomputes the ratio of means, so the interval covers both sources of variation.
+    Inputs are per-example values, shape (N,) or (D, N) for D resampling draws; each example's
+    draws are averaged first (the estimate averages over them), then examples are resampled
+    with replacement and the ratio of means recomputed.
     """
     if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
         raise InputError(f"level={level!r}: expected a confidence level between 0 and 1, e.g. 0.95")
     n_boot = whole_number(n_boot, "n_boot", 100, "2000")
     values = [torch.as_tensor(x, dtype=torch.float64) for x in (clean, ablated, scrubbed)]
-    values = [v[None] if v.dim() == 1 else v for v in values]
-    draws, n = values[0].shape
+    values = [v.mean(0) if v.dim() == 2 else v for v in values]
+    n = values[0].numel()
     generator = torch.Generator().manual_seed(seed)
     examples = torch.randint(0, n, (n_boot, n), generator=generator)
-    picks = torch.randint(0, draws, (n_boot, n), generator=generator) if draws > 1 else torch.zeros(n_boot, n, dtype=torch.long)
-    means = [v[picks, examples].mean(1) for v in values]  # each (n_boot,)
+    means = [v[examples].mean(1) for v in values]  # each (n_boot,)
     ratios = (means[2] - means[1]) / (means[0] - means[1])
     ratios = ratios[torch.isfinite(ratios)]
     if ratios.numel() == 0:

@@ -34,6 +34,8 @@ OPTIONS = (
     ("report-dir", "DIR", "where the CSV and HTML reports go (default: reports/ under the rootdir)"),
     ("profile", "NAME", "dev (few examples, quick), ci (default) or thorough (more examples and draws)"),
     ("inconclusive", "WHAT", "what an inconclusive claim does: fail (default) or skip"),
+    ("level-family", "METHOD", "none (default: each claim at its own level) or bonferroni (each of m claims at "
+                               "1 - (1 - level) / m, so the chance of any wrong verdict stays at 1 - level)"),
     ("save", "NAME", "save this run's CSV as the baseline <report-dir>/baselines/NAME.csv"),
     ("compare", "NAME_OR_PATH", "compare with a saved baseline (a name under <report-dir>/baselines or a CSV path)"),
     ("compare-fail", "FIELD:LIMIT", "fail the run when a claim's FIELD moves more than LIMIT from the baseline "
@@ -166,6 +168,7 @@ def claim(request: pytest.FixtureRequest) -> Claim:
     except Exception as error:  # the session remembers it: the loader is not tried again
         pytest.fail(f"model {spec.model!r} failed to load: {type(error).__name__}: {error}", pytrace=False)
     task = session.task(spec, model)
+    spec = session.family_adjusted(spec)
     skip = (lambda message: pytest.skip(message)) if session.settings.inconclusive == "skip" else None
     item.stash[CLAIM] = made = Claim(item.nodeid, spec, model, task, inconclusive=skip)
     return made
@@ -295,7 +298,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     so that a baseline claim deselected in this run is not reported missing; and stop a run with
     claims whose default report directory cannot be written."""
     claims = session.config.stash.get(SESSION, None)
-    if claims is None or not claims.writer:
+    if claims is None:
+        return
+    claims.claim_count = sum(item.stash.get(SPEC, None) is not None for item in session.items)  # every xdist worker too
+    if not claims.writer:
         return
     claims.selected = {item.nodeid for item in session.items}
     problem = session.config.stash.get(REPORT_DIR_PROBLEM, None)

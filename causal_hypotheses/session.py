@@ -25,6 +25,9 @@ from .errors import CausalHypothesesError
 DEVICE_PATTERN = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 DTYPES = ("float32", "float16", "bfloat16")
 INCONCLUSIVE = ("fail", "skip")
+# Holm's method would need every claim's p-value before judging any; each test's outcome is
+# decided when it runs, so the family-wise option is Bonferroni's, with m known at collection.
+LEVEL_FAMILY = ("none", "bonferroni")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -77,6 +80,7 @@ class Settings:
     compare_fail: tuple = ()
     save: str | None = None
     inconclusive: str = "fail"
+    level_family: str = "none"  # "bonferroni": each claim's level adjusted for the number of claims
     # Where report_dir came from (None: the default, reports/ under the rootdir).
     report_dir_source: Source | None = None
 
@@ -142,6 +146,12 @@ class Settings:
                                 "(dev: few examples, quick; ci: the defaults; thorough: more examples and draws)")
             else:
                 settings["profile"] = _claims.PROFILES[raw["profile"]]
+        if "level_family" in raw:
+            if raw["level_family"] not in LEVEL_FAMILY:
+                problems.append(f"{shown('level_family')}: expected one of {', '.join(LEVEL_FAMILY)} (bonferroni: each of "
+                                "m claims is judged at level 1 - (1 - level) / m, so the chance that any verdict is wrong "
+                                "stays at 1 - level)")
+            settings["level_family"] = raw["level_family"]
         if "inconclusive" in raw:
             if raw["inconclusive"] not in INCONCLUSIVE:
                 problems.append(f"{shown('inconclusive')}: expected one of {', '.join(INCONCLUSIVE)}")
@@ -277,6 +287,7 @@ class ClaimSession:
     # Claim ids this run selected (after -k/-m deselection); None: unknown (an xdist controller
     # that heard from no worker), when no baseline claim is reported missing.
     selected: set | None = None
+    claim_count: int = 0  # claims collected in this process (for --claims-level-family)
     # Why the reports could not be written (the last failure, in words), or None.
     write_error: str | None = None
     save_error: str | None = None
@@ -304,6 +315,19 @@ class ClaimSession:
         if isinstance(loaded, Exception):
             raise loaded
         return loaded
+
+    def family_adjusted(self, spec: ClaimSpec) -> ClaimSpec:
+        """``spec`` at the level --claims-level-family asks for, with a note saying so."""
+        if self.settings.level_family == "none" or self.claim_count <= 1:
+            return spec
+        from dataclasses import replace
+
+        from .stats import family_level
+
+        level = family_level(spec.level, self.claim_count, self.settings.level_family)
+        note = (f"level {spec.level:g} adjusted to {level:.4g} for {self.claim_count} claims "
+                f"(--claims-level-family={self.settings.level_family})")
+        return replace(spec, level=level, notes=spec.notes + (note,))
 
     def task(self, spec: ClaimSpec, model: LoadedModel):
         """The task, built once per (task, model, n, seed)."""
@@ -362,12 +386,27 @@ class ClaimSession:
                 pass
         return f"{what}: {reason}"
 
+    def chance_note(self, frame) -> str | None:
+        """How many of the judged claims would fail by chance if every one held exactly at its
+        threshold: (1 - level) / 2 each, the chance an interval lies wholly on the wrong side."""
+        judged = frame[frame["verdict"].isin(["pass", "fail", "inconclusive"])]
+        if len(judged) < 2:
+            return None
+        expected = float(((1 - judged["level"]) / 2).sum())
+        family = (" (levels adjusted with --claims-level-family=bonferroni)" if self.settings.level_family == "bonferroni"
+                  else "; --claims-level-family=bonferroni keeps the chance of any wrong verdict at 1 - level")
+        return (f"{len(judged)} claims judged: if each held exactly at its threshold, about {expected:.2f} would fail by "
+                f"chance{family}")
+
     def notes(self) -> list[tuple[str, str]]:
         """Notes for the top of the HTML page: a missing graph renderer, the comparison with the
         baseline and its drifts."""
         from .engine.drawing import dot_program
 
         found: list[tuple[str, str]] = []
+        chance = self.chance_note(self.frame()) if self.records else None
+        if chance:
+            found.append(("info", chance + "."))
         if dot_program() is None:
             found.append(("warning", "No dot program was found (on PATH or beside this Python), so each hypothesis "
                                      "graph is shown as DOT text: install Debian's graphviz or `pip install graphviz-pure`."))
@@ -474,6 +513,9 @@ class ClaimSession:
         for k, verdict in enumerate(frame["verdict"], start=2):
             lines[k] = (lines[k][0], colours.get(verdict, {}))
         lines.append((f"{len(frame)} claim{'' if len(frame) == 1 else 's'}: {reports.verdict_counts(frame)}", {}))
+        chance = self.chance_note(frame)
+        if chance:
+            lines.append((chance, {}))
         if self.write_error is not None:
             lines.append((f"the claims report could not be written: {self.write_error}", {"red": True, "bold": True}))
         if self.written and self.write_error is None:

@@ -105,7 +105,7 @@ def test_a_layer_the_model_lacks_is_named_when_scrubbing_starts(trained):
 
 def test_scrub_takes_a_plain_dict(trained):
     engine, task = trained
-    result = scrub(engine, {(w,): None for w in engine.graph.writers()}, task, n_boot=200)
+    result = scrub(engine, {(w,): None for w in engine.graph.writers()}, task)
     assert result.fraction_recovered == pytest.approx(1.0)
 
 
@@ -113,7 +113,6 @@ def test_scrub_takes_a_plain_dict(trained):
     ("draws", 1.5, "draws=1.5: expected a whole number >= 1, e.g. draws=2"),
     ("draws", 0, "draws=0: expected a whole number >= 1"),
     ("draws", True, "draws=True"),
-    ("n_boot", 0, "n_boot=0: expected a whole number >= 100, e.g. n_boot=2000"),
     ("n", 1, "n=1 with resample ablation: there is no other example to resample from"),
     ("n", 17, "n=17: task 'induction' has 16 examples"),
     ("n", 2.0, "n=2.0: expected a whole number"),
@@ -128,7 +127,7 @@ def test_bad_scrub_settings(trained, keyword, value, fragment):
 
 def test_numpy_counts_are_accepted(trained):
     engine, task = trained
-    result = scrub(engine, Hypothesis({}), task, draws=np.int64(1), n=np.int32(8), n_boot=np.int64(200))
+    result = scrub(engine, Hypothesis({}), task, draws=np.int64(1), n=np.int32(8))
     assert result.n == 8 and result.draws == 1
 
 
@@ -165,8 +164,9 @@ def test_a_scrub_whose_ablation_changes_nothing_reports_no_effect(trained):
     result = scrub(engine, Hypothesis({}), task, ablation="zero")
     assert result.effect_ci[0] > 0 or result.effect_ci[1] < 0  # zeroing everything changes the loss
     same = task.subset(torch.zeros(16, dtype=torch.long))  # sixteen copies of one example: resampling is a no-op
-    flat = scrub(engine, Hypothesis({}), same, n_boot=200)
+    flat = scrub(engine, Hypothesis({}), same)
     assert flat.clean == flat.ablated and flat.effect_ci == (0.0, 0.0)
+    assert decide(*flat.ci, 0.5, None, effect=flat.effect_ci) == "no-effect"
 
 
 def test_bootstrap_settings():

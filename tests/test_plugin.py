@@ -7,6 +7,7 @@ recovers exactly 1, the empty hypothesis exactly 0.
 """
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
@@ -114,13 +115,18 @@ def test_one_head(claim):
     run(pytester, body.format(threshold=-1e9)).assert_outcomes(passed=1)
     low, high = latest(pytester).loc[0, ["ci_low", "ci_high"]]
     assert low < high
-    result = run(pytester, body.format(threshold=(low + high) / 2))
+    threshold = (low + high) / 2
+    result = run(pytester, body.format(threshold=threshold))
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([f"inconclusive — use more examples (n=8): recovered * (95% CI {low:.3f} to {high:.3f}) straddles at_least=*"])
+    estimate = latest(pytester).loc[0, "recovered"]
+    half = (high - estimate) if threshold > estimate else (estimate - low)  # the side the threshold is on
+    needed = math.ceil(8 * (half / abs(estimate - threshold)) ** 2)  # the half-width shrinks as 1/sqrt(n)
+    result.stdout.fnmatch_lines([f"inconclusive — about {needed} examples would decide it if the effect holds (n=8 now; "
+                                 f"set n= on the marker): recovered * (95% CI {low:.3f} to {high:.3f}) straddles at_least=*"])
     assert latest(pytester)["verdict"].tolist() == ["inconclusive"]
-    skipped = run(pytester, body.format(threshold=(low + high) / 2), "--claims-inconclusive=skip", "-rs")
+    skipped = run(pytester, body.format(threshold=threshold), "--claims-inconclusive=skip", "-rs")
     skipped.assert_outcomes(skipped=1)
-    skipped.stdout.fnmatch_lines(["SKIPPED*inconclusive — use more examples (n=8)*"])
+    skipped.stdout.fnmatch_lines([f"SKIPPED*inconclusive — about {needed} examples would decide it*"])
 
 
 @pytest.mark.parametrize("arguments, messages", [

@@ -66,13 +66,24 @@ def induction_task():
     return induction(24, half_len=6, vocab_size=512, seed=0)
 
 
-def test_empty_and_complete_hypotheses_recover_nothing_and_everything(tiny_engine, induction_task):
-    empty = scrub(tiny_engine, Hypothesis({}, "empty"), induction_task, "loss", seed=1)
+@pytest.fixture(scope="module")
+def trained():
+    """The trained induction model, on which resampling changes the loss (a random model's does not)."""
+    from causal_hypotheses import Engine
+    from causal_hypotheses.trained import BOS, HALF_LEN, VOCAB_SIZE, induction_model
+
+    return Engine.from_hf(induction_model()), induction(24, half_len=HALF_LEN, vocab_size=VOCAB_SIZE, seed=0, bos=BOS)
+
+
+def test_empty_and_complete_hypotheses_recover_nothing_and_everything(trained):
+    engine, task = trained
+    empty = scrub(engine, Hypothesis({}, "empty"), task, "loss", seed=1)
     assert empty.scrubbed == empty.ablated and empty.fraction_recovered == 0
-    complete = Hypothesis({(name,): None for name in tiny_engine.graph.writers()}, "complete")
-    full = scrub(tiny_engine, complete, induction_task, "loss", seed=1, draws=2)
+    complete = Hypothesis({(name,): None for name in engine.graph.writers()}, "complete")
+    full = scrub(engine, complete, task, "loss", seed=1, draws=2)
     assert full.scrubbed == pytest.approx(full.clean, abs=1e-5) and full.fraction_recovered == pytest.approx(1.0)
     assert full.ci[0] == pytest.approx(1.0) and full.ci[1] == pytest.approx(1.0)
+    assert full.units == 24 and full.unit == "example"
     assert len(full.per_example) == 2 * 24 and set(full.per_example.columns) >= {"draw", "example", "clean", "ablated", "scrubbed"}
 
 

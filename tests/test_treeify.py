@@ -184,7 +184,7 @@ def test_scrub_measures_the_treeified_runs(tiny_model, tiny_engine):
     from causal_hypotheses.metrics import logit_diff
 
     task = toy_task(tiny_model)
-    result = scrub(tiny_engine, Hypothesis(COMPOSITION), task, "logit_diff", seed=5, draws=2, n_boot=200)
+    result = scrub(tiny_engine, Hypothesis(COMPOSITION), task, "logit_diff", seed=5, draws=2)
     assert result.resampling == "independent"
     for draw in range(2):
         scrubbed, _ = engine_logits(tiny_engine, task, COMPOSITION, seed=5, draw=draw)
@@ -192,7 +192,7 @@ def test_scrub_measures_the_treeified_runs(tiny_model, tiny_engine):
         rows = result.per_example[result.per_example["draw"] == draw]
         torch.testing.assert_close(torch.tensor(rows["scrubbed"].values), logit_diff(scrubbed, task).double(), atol=1e-5, rtol=0)
         torch.testing.assert_close(torch.tensor(rows["ablated"].values), logit_diff(ablated, task).double(), atol=1e-5, rtol=0)
-    shared = scrub(tiny_engine, Hypothesis(COMPOSITION), task, "logit_diff", seed=5, draws=2, n_boot=200, resampling="shared")
+    shared = scrub(tiny_engine, Hypothesis(COMPOSITION), task, "logit_diff", seed=5, draws=2, resampling="shared")
     assert shared.resampling == "shared" and shared.scrubbed != result.scrubbed
     with pytest.raises(Exception, match="resampling='one': expected 'independent'"):
         scrub(tiny_engine, Hypothesis(COMPOSITION), task, resampling="one")

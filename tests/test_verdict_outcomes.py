@@ -210,3 +210,34 @@ def test_two(claim):
     assert (pytester.path / "loads.txt").read_text() == "tried\n"
     result.stdout.fnmatch_lines(["*model 'broken' failed to load: RuntimeError: weights are corrupt*"])
     assert latest(pytester)["verdict"].tolist() == ["error", "error"]
+
+
+def test_family_wise_levels_and_the_chance_of_failures(pytester):
+    body = """
+@pytest.mark.claim(**TINY, at_least=0.9)
+def test_one(claim):
+    claim.scrub(everything(claim))
+
+@pytest.mark.claim(**TINY, at_most=0.1)
+def test_two(claim):
+    claim.scrub(NOTHING)
+
+@pytest.mark.claim(**TINY, at_most=0.1)
+def test_three(claim):
+    claim.scrub(NOTHING)
+"""
+    plain = run(pytester, body)
+    plain.assert_outcomes(passed=3)
+    plain.stdout.fnmatch_lines([f"3 claims judged: if each held exactly at its threshold, about {3 * 0.05 / 2:.2f} would fail by chance; "
+                                "--claims-level-family=bonferroni keeps the chance of any wrong verdict at 1 - level"])
+    assert (latest(pytester)["level"] == 0.95).all()
+    family = run(pytester, body, "--claims-level-family=bonferroni")
+    family.assert_outcomes(passed=3)
+    frame = latest(pytester)
+    assert frame["level"].tolist() == pytest.approx([1 - 0.05 / 3] * 3)
+    assert "adjusted to 0.9833 for 3 claims (--claims-level-family=bonferroni)" in frame.loc[0, "message"]
+    family.stdout.fnmatch_lines([f"*about {3 * (0.05 / 3) / 2:.2f} would fail by chance (levels adjusted with --claims-level-family=bonferroni)"])
+    assert "would fail by chance" in (pytester.path / "reports" / "latest.html").read_text()
+    bad = run(pytester, body, "--claims-level-family=holm")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*--claims-level-family='holm': expected one of none, bonferroni*"])

@@ -53,7 +53,7 @@ def main() -> None:
 
         def experiment():
             engine.cache.clear()
-            return scrub(engine, SCRUB_HYPOTHESIS, task, "logit_diff", seed=0, n_boot=200)
+            return scrub(engine, SCRUB_HYPOTHESIS, task, "logit_diff", seed=0)
 
     result, seconds, times, memory = common.measure(experiment, args.repeats)
     if args.experiment == "scrub":

@@ -41,7 +41,8 @@ from ..engine.core import MeanInput, ZeroInput
 from ..errors import InputError
 from ..graph import ANY_MODEL, within
 from .treeify import Sampler, correspondence, rotations, scrub_functions
-from ..metrics import bootstrap_mean, bootstrap_recovery, fraction_recovered, get_metric, whole_number
+from ..metrics import fraction_recovered, get_metric, whole_number
+from ..stats import mean_interval, ratio_interval
 
 ABLATIONS = ("resample", "mean", "zero")
 RESAMPLING = ("independent", "shared")
@@ -106,6 +107,8 @@ class ScrubResult:
     level: float
     per_example: pd.DataFrame = field(repr=False)
     effect_ci: tuple[float, float] = (float("nan"), float("nan"))  # interval of clean - ablated: the effect to explain
+    units: int = 0  # independent units the intervals rest on (examples, or clusters such as templates)
+    unit: str = "example"
     node_evaluations: int = 0
     forward_passes: int = 0
     cache_hits: int = 0
@@ -173,7 +176,6 @@ def scrub(
     draws: int = 1,
     ablation: str = "resample",
     resampling: str = "independent",
-    n_boot: int = 2000,
     level: float = 0.95,
 ) -> ScrubResult:
     """Scrub ``task`` (its clean prompts) under ``hypothesis``; see the module docstring."""
@@ -187,7 +189,6 @@ def scrub(
         raise InputError(f"resampling={resampling!r}: expected 'independent' (Chan et al.: a sample per unimportant "
                          "input, the default) or 'shared' (one random example for every unimportant path; cheaper, biased)")
     draws = whole_number(draws, "draws", 1, "2")
-    n_boot = whole_number(n_boot, "n_boot", 100, "2000")
     for pattern in hypothesis.paths:
         engine.graph.check_pattern(pattern)
     for pattern, feature in hypothesis.paths.items():
@@ -244,13 +245,16 @@ def scrub(
     ablated_t, scrubbed_t = torch.stack(ablated_all), torch.stack(scrubbed_all)  # (D, N)
     clean_t = clean_values.expand_as(ablated_t)
     means = [float(t.mean()) for t in (clean_t, ablated_t, scrubbed_t)]
-    low, high = bootstrap_recovery(clean_t, ablated_t, scrubbed_t, n_boot=n_boot, level=level, seed=seed)
-    effect = bootstrap_mean(clean_t - ablated_t, n_boot=n_boot, level=level, seed=seed)
+    clusters = task.features[task.cluster] if task.cluster is not None else None
+    unit = task.cluster or "example"
+    recovered = ratio_interval(scrubbed_t - ablated_t, clean_t - ablated_t, level=level, clusters=clusters, unit=unit)
+    effect = mean_interval(clean_t - ablated_t, level=level, clusters=clusters, unit=unit)
     return ScrubResult(
         hypothesis=hypothesis.name, task=task.name, metric=metric if isinstance(metric, str) else getattr(metric, "__name__", "metric"),
         ablation=ablation, resampling=resampling, n=n, seed=seed, draws=draws, clean=means[0], ablated=means[1],
-        scrubbed=means[2], fraction_recovered=fraction_recovered(means[2], means[1], means[0]), ci=(low, high),
-        level=level, effect_ci=effect, per_example=pd.concat(rows, ignore_index=True), node_evaluations=counters[0],
+        scrubbed=means[2], fraction_recovered=fraction_recovered(means[2], means[1], means[0]),
+        ci=(recovered.low, recovered.high), level=level, effect_ci=(effect.low, effect.high), units=recovered.units,
+        unit=unit, per_example=pd.concat(rows, ignore_index=True), node_evaluations=counters[0],
         forward_passes=counters[1], cache_hits=counters[2],
     )
 

@@ -33,6 +33,7 @@ class Task:
     targets: torch.Tensor | None = None
     features: dict[str, torch.Tensor] = field(default_factory=dict)
     prompts: tuple[str, ...] = ()  # the clean prompts as text, when the task has text
+    cluster: str | None = None  # a feature whose equal values make examples dependent (IOI: "template")
 
     def __post_init__(self) -> None:
         if self.clean.shape != self.corrupt.shape or self.clean.dim() != 2:
@@ -44,6 +45,8 @@ class Task:
         for label, tensor in (("answer", self.answer), ("distractor", self.distractor)):
             if tensor is not None and tuple(tensor.shape) != (n,):
                 raise InputError(f"task {self.name!r}: {label} has shape {tuple(tensor.shape)}, expected ({n},)")
+        if self.cluster is not None and self.cluster not in self.features:
+            raise InputError(f"task {self.name!r}: cluster={self.cluster!r} is not one of its features {sorted(self.features)}")
         for label, tensor in self.features.items():
             if tuple(tensor.shape) != (n,):
                 raise InputError(f"task {self.name!r}: feature {label!r} has shape {tuple(tensor.shape)}, expected ({n},)")
@@ -65,4 +68,5 @@ class Task:
             features={k: v[index] for k, v in self.features.items()},
             prompts=tuple(self.prompts[i] for i in range(len(self.prompts))[index]) if isinstance(index, slice)
             else tuple(self.prompts[i] for i in index.tolist()) if self.prompts else (),
+            cluster=self.cluster,
         )

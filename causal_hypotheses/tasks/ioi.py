@@ -243,6 +243,7 @@ def ioi(
         position=-1,
         features={k: torch.tensor(v, dtype=torch.long) for k, v in feats.items()},
         prompts=tuple(prompts),
+        cluster="template",  # prompts of one template share more than chance: intervals resample templates
     )
 
 
