@@ -257,7 +257,13 @@ def _induction(model: LoadedModel, n: int, seed: int):
     vocab = int(options.pop("vocab_size", model.vocab_size))
     bos = options.pop("bos", getattr(model.config, "bos_token_id", None))
     bos = bos if bos is not None and 0 <= bos < vocab else None
-    room = (int(model.config.n_positions) - (bos is not None)) // 2
+    # The longest sequence the model accepts: the adapter knows it for every architecture
+    # (GPT-2 calls it n_positions, Llama-family configs max_position_embeddings).
+    limit = getattr(getattr(model.engine, "adapter", None), "n_positions", None)
+    if limit is None:
+        limit = next((getattr(model.config, key) for key in ("n_positions", "max_position_embeddings")
+                      if getattr(model.config, key, None) is not None), None)
+    room = 20 if limit is None else (int(limit) - (bos is not None)) // 2
     half_len = int(options.pop("half_len", min(20, room)))
     return induction(n, half_len=half_len, vocab_size=vocab, seed=seed, bos=bos, **options)
 

@@ -77,6 +77,13 @@ class ModelGraph:
     n_layers: int
     n_heads: int
     architecture: str = "gpt2"
+    parallel_attn_mlp: bool = False  # MLP L reads the layer's input, as attention L does (GPT-NeoX)
+
+    def writes_into(self, lower: Component, upper: Component) -> bool:
+        """Whether ``lower``'s output is part of the residual stream ``upper`` reads."""
+        if lower.order >= upper.order or upper.kind == "embed":
+            return False
+        return not (self.parallel_attn_mlp and upper.kind == "mlp" and lower.kind == "attn" and lower.layer == upper.layer)
 
     def describe(self) -> str:
         last_layer, last_head = self.n_layers - 1, self.n_heads - 1
@@ -149,6 +156,12 @@ class ModelGraph:
                 raise UnknownComponentError(
                     f"path pattern {tuple(names)} continues past 'embed', which reads the tokens and has no inputs; "
                     "end the pattern at 'embed' (patterns run from the output toward the input)"
+                )
+            if lower.order < upper.order and not self.writes_into(lower, upper):
+                raise UnknownComponentError(
+                    f"path pattern {tuple(names)} has {below!r} after {above!r}, but in this model attention and "
+                    f"MLP of one layer read the same stream in parallel, so {below!r} does not write into {above!r}'s "
+                    "input and no path matches the pattern; name an earlier component"
                 )
             if lower.order >= upper.order:
                 raise UnknownComponentError(

@@ -14,7 +14,7 @@ random other sequence.  Metric: loss on the repeated half.
 
 Scrubbing follows Chan et al. (independent resampling): every input the hypothesis leaves
 out reads its own random sequence.  Measured (n=64, 2 draws, seed 0): clean loss 0.19; with
-every writer to the output resampled 9.58.  The true hypothesis recovers 0.954 [0.949, 0.958].
+every writer to the output resampled 9.58.  The true hypothesis recovers 0.954 [0.951, 0.957].
 The wrong ones recover 0.58-0.64: uniform guessing over the 63 tokens (loss log 63 = 4.14) is
 worth (9.58 - 4.14) / (9.58 - 0.19) = 0.58 of the loss here, so that is all they explain; none
 of them predicts the repeated tokens.  (The shared approximation, ``resampling="shared"``,

@@ -12,9 +12,9 @@
 The claims below scrub (Chan et al. 2022, independent resampling): the named paths read the
 prompt itself, every input the hypothesis leaves out reads its own random IOI prompt (other
 names), and the fraction of the logit difference recovered must clear the threshold on its
-whole 95% bootstrap interval.  Measured (n=48, 2 draws, seed 0): name movers 0.900 [0.816,
-1.000]; queries only through S-inhibition 0.892 [0.786, 1.003]; four random heads 0.008
-[-0.017, 0.035].  (Shared resampling: 0.942, 0.952 and -0.003.)  Thresholds follow the rule of
+whole 95% interval (Fieller's, over the prompts' templates, the independent unit).  Measured
+(n=48, 2 draws, seed 0): name movers 0.900 [0.801, 1.004]; queries only through S-inhibition
+0.892 [0.766, 1.011]; four random heads 0.008 [-0.011, 0.028].  (Shared resampling: 0.942, 0.952 and -0.003.)  Thresholds follow the rule of
 ``circuits/README.md``: 0.75 for a circuit found on a real model, 0.1 for random heads.
 """
 from __future__ import annotations

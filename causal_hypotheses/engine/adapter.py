@@ -1,23 +1,149 @@
-"""What every architecture adapter shares: the capturing forward, gathers, and head math.
+"""The adapter protocol: everything the engine asks of one HF architecture, with its shapes.
 
-An adapter says where each component lives in one HF architecture.  Subclasses provide
-``embed``, ``qkv`` (all heads' q, k, v on a residual stream, as (B, T, 3, H, d_head)),
-``ln1_proj`` (one head's q, k or v; both take the sequence positions of their T axis,
-which differ from 0..T-1 when only some entries are recomputed), ``w_out`` (a head's rows of the output projection),
-``out_proj``, ``mlp`` (norm included), and the attributes ``model`` (with ``lm_head``) and
-``final_norm``; this class builds the rest from them.
+The engine (planner, evaluator, ``Engine.run``) talks to a model only through an adapter.
+:class:`ArchitectureAdapter` is that contract, every member with its tensor shapes;
+:class:`Adapter` is the base that builds most of it (the capturing forward, gathers, head
+math, attention) from a few per-architecture primitives.  Which architectures exist, and
+where each keeps its parts, is the table in :mod:`causal_hypotheses.engine.architectures`.
+
+Shapes use B examples (or U distinct captured rows, or n single entries), T positions, D the
+model width, H query heads, d_head (written dh) the head width, V the vocabulary.
+
+Captured activations (what :meth:`ArchitectureAdapter.capture` returns; every tensor is per
+captured row, lists are per layer)::
+
+    "embed"        (U, T, D)             the embedding, positions included where learned
+    "resid_pre"    [L] (U, T, D)         the residual stream attention layer L reads
+    "qkv"          [L] (U, T, 3, H, dh)  every query head's q, k, v, as attention uses them
+                                         (after rotary; k and v repeated to the query heads
+                                         of their group under grouped-query attention)
+    "z"            [L] (U, T, H, dh)     every head's attention output, before the output projection
+    "attn_out"     [L] (U, T, D)         the attention layer's output, output bias included
+    "resid_mid"    [L] (U, T, D)         the residual stream MLP L reads: resid_pre + attn_out,
+                                         or resid_pre itself when attention and MLP run in
+                                         parallel (``parallel_attn_mlp``)
+    "mlp_out"      [L] (U, T, D)         the MLP's output
+    "resid_final"  (U, T, D)             the stream the final norm reads
+
+Sites (tuples, what :meth:`ArchitectureAdapter.site` gathers; see also engine/ir.py)::
+
+    ("embed",)                     (., T, D)
+    ("resid", where, layer)        where "attn_in" (resid_pre), "mlp_in" (resid_mid) or "final"
+    ("attn_out", layer)            (., T, D)
+    ("mlp_out", layer)             (., T, D)
+    ("head_out", layer, head)      one head's write to the residual stream, no bias (., T, D)
+    ("qkv", layer)                 (., T, 3, H, dh)
+    ("qkv", layer, head, channel)  one head's q (0), k (1) or v (2)  (., T, dh)
+    ("z", layer)                   (., T, H, dh)
 """
 from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 
+from ..graph import ModelGraph
+
+Activations = dict  # the capture layout above
+
+
+@runtime_checkable
+class ArchitectureAdapter(Protocol):
+    """What the engine needs from an architecture.  Every member is used by ``Engine``
+    (core.py), the planner (plan.py, through ``graph``) or the evaluator (evaluate.py).
+
+    ``positions`` arguments are the sequence positions of the T axis of the tensor they go
+    with, (T,) LongTensor: the evaluator recomputes scattered entries (example, position) as
+    one "sequence" of n entries and passes their true positions, which rotary embeddings need.
+    None means 0..T-1.
+    """
+
+    # ---------------------------------------------------------------- description
+    architecture: str  # the HF model_type, e.g. "llama", "gpt_neox"
+    model: torch.nn.Module  # the unmodified HF *ForCausalLM; never patched
+    graph: ModelGraph  # the component names of this model (the planner's view of it)
+    n_layers: int
+    n_heads: int  # query heads: the heads a{L}.h{H} name
+    n_kv_heads: int  # key/value heads (== n_heads without grouped-query attention)
+    d_model: int  # D
+    d_head: int  # dh
+    n_positions: int  # the longest sequence the model accepts
+    vocab_size: int  # V
+    parallel_attn_mlp: bool  # MLP L reads resid_pre (as attention L does), not resid_pre + attn_out
+
+    # ---------------------------------------------------------------- whole runs (core.py)
+    def capture(self, tokens: torch.Tensor) -> Activations:
+        """One ordinary forward on tokens (U, T), recording every site (layout above)."""
+
+    def zero_activations(self, like: Activations) -> Activations:
+        """Activations (1 row) of an input on which every component computes zero; an
+        attention layer's output bias (belonging to no head) stays.  ``like``: a capture."""
+
+    # ---------------------------------------------------------------- gathers (evaluate.py)
+    def site(self, acts: Activations, site: tuple, rows: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
+        """Gather ``site`` of captured rows: ``rows`` (B,) whole rows -> (B, T, ...); rows and
+        ``positions`` (B, T) -> (B, T, ...); rows and positions (n,) -> (n, ...)."""
+
+    # ---------------------------------------------------------------- components (evaluate.py)
+    def qkv(self, layer: int, resid: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Every head's q, k, v read from residual stream resid (B, T, D): (B, T, 3, H, dh)."""
+
+    def ln1_proj(self, layer: int, head: int, channel: int, resid: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """One query head's q (channel 0), k (1) or v (2) read from resid (B, T, D): (B, T, dh)."""
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Causal attention (scale and any sliding window included): q, k, v (B, h, T, dh) -> z (B, h, T, dh).
+        T is always the whole sequence here."""
+
+    def core_from_qkv(self, layer: int, qkv: torch.Tensor) -> torch.Tensor:
+        """qkv (B, T, 3, H, dh) -> z (B, T, H, dh)."""
+
+    def attn_core(self, layer: int, resid: torch.Tensor) -> torch.Tensor:
+        """Every head of a layer on resid (B, T, D), positions 0..T-1: z (B, T, H, dh)."""
+
+    def w_out(self, layer: int, head: int) -> torch.Tensor:
+        """(dh, D): the rows of the output projection that read one head (z_h @ w_out)."""
+
+    def head_from_qkv(self, layer: int, head: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """One head from its own q, k, v (B, T, dh): its write to the residual stream (B, T, D), no bias."""
+
+    def head_from_core(self, layer: int, head: int, z: torch.Tensor) -> torch.Tensor:
+        """z (B, T, H, dh) -> one head's write (B, T, D), no bias."""
+
+    def layer_from_core(self, layer: int, z: torch.Tensor) -> torch.Tensor:
+        """z (B, T, H, dh) -> the whole attention layer's output (B, T, D), bias included."""
+
+    def mlp(self, layer: int, resid: torch.Tensor) -> torch.Tensor:
+        """MLP L (its norm included) on the stream it reads, resid (B, T, D): (B, T, D)."""
+
+    def final(self, resid: torch.Tensor, positions: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final norm and unembedding of resid (B, T, D): hidden (B, P, D) and logits (B, P, V),
+        P the ``positions`` (indices into T) or all T."""
+
+
+def model_graph(n_layers: int, n_heads: int, architecture: str, parallel_attn_mlp: bool = False) -> ModelGraph:
+    """The graph of a model (``parallel_attn_mlp``: MLP L reads the layer's input)."""
+    return ModelGraph(n_layers, n_heads, architecture, parallel_attn_mlp=parallel_attn_mlp)
+
 
 class Adapter:
+    """Base of the adapters: builds the protocol from per-architecture primitives.
+
+    Subclasses provide ``embed(tokens (B, T)) -> (B, T, D)``, ``qkv``, ``ln1_proj``,
+    ``w_out``, ``out_proj(layer, z_flat (B, T, H*dh)) -> (B, T, D)`` (bias included),
+    ``mlp``, and the attributes of :class:`ArchitectureAdapter`, plus ``final_norm`` (a
+    module) and ``_scales`` (the attention scale of each layer); ``_windows`` (per layer,
+    a sliding-window size or None) when attention is windowed.
+    """
+
     n_layers: int
     n_heads: int
+    n_kv_heads: int
     d_head: int
     _scales: list[float]
+    _windows: tuple = ()  # per layer: None (full causal) or the sliding-window size
+    parallel_attn_mlp: bool = False
 
     # ------------------------------------------------------------ per architecture
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
@@ -37,15 +163,19 @@ class Adapter:
 
     # ------------------------------------------------------------ shared
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Causal attention; q, k, v: (B, H, T, d_head) -> z: (B, H, T, d_head)."""
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self._scales[layer])
+        """Causal attention; q, k, v: (B, H, T, dh) -> z: (B, H, T, dh)."""
+        window = self._windows[layer] if self._windows else None
+        T = q.shape[-2]
+        if window is None or T <= window:  # a window as long as the sequence changes nothing
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self._scales[layer])
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=_window_mask(T, window, q.device), scale=self._scales[layer])
 
     def core_from_qkv(self, layer: int, qkv: torch.Tensor) -> torch.Tensor:
         q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))  # (B, H, T, dh)
         return self.attend(layer, q, k, v).transpose(1, 2)  # (B, T, H, dh)
 
     @torch.no_grad()
-    def capture(self, tokens: torch.Tensor) -> dict[str, object]:
+    def capture(self, tokens: torch.Tensor) -> Activations:
         """One ordinary forward on ``tokens`` (B, T), recording every gatherable site."""
         acts: dict[str, object] = {"resid_pre": [], "qkv": [], "z": [], "attn_out": [], "resid_mid": [], "mlp_out": []}
         x = self.embed(tokens)  # (B, T, D)
@@ -55,19 +185,19 @@ class Adapter:
             qkv = self.qkv(layer, x)  # (B, T, 3, H, dh)
             z = self.core_from_qkv(layer, qkv)  # (B, T, H, dh)
             attn_out = self.out_proj(layer, z.flatten(2))
-            x = x + attn_out
+            mid = x if self.parallel_attn_mlp else x + attn_out
             acts["qkv"].append(qkv)
             acts["z"].append(z)
             acts["attn_out"].append(attn_out)
-            acts["resid_mid"].append(x)
-            mlp_out = self.mlp(layer, x)
-            x = x + mlp_out
+            acts["resid_mid"].append(mid)
+            mlp_out = self.mlp(layer, mid)
+            x = mlp_out + attn_out + x if self.parallel_attn_mlp else mid + mlp_out
             acts["mlp_out"].append(mlp_out)
         acts["resid_final"] = x
         return acts
 
     @torch.no_grad()
-    def zero_activations(self, like: dict) -> dict[str, object]:
+    def zero_activations(self, like: Activations) -> Activations:
         """The activations of a zero input (one row shaped like ``like``'s): every component
         computes zero (embedding, each head's z, each MLP), and an attention layer's constant
         output bias, which belongs to no head, stays, so the residual stream holds the biases
@@ -79,16 +209,16 @@ class Adapter:
             acts["resid_pre"].append(x)
             z = torch.zeros_like(like["z"][layer][:1])
             attn_out = self.out_proj(layer, z.flatten(2))  # the bias alone
-            x = x + attn_out
             acts["qkv"].append(torch.zeros_like(like["qkv"][layer][:1]))
             acts["z"].append(z)
             acts["attn_out"].append(attn_out)
-            acts["resid_mid"].append(x)
+            acts["resid_mid"].append(x if self.parallel_attn_mlp else x + attn_out)
+            x = x + attn_out
             acts["mlp_out"].append(torch.zeros_like(like["mlp_out"][layer][:1]))
         acts["resid_final"] = x
         return acts
 
-    def site(self, acts: dict, site: tuple, rows: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
+    def site(self, acts: Activations, site: tuple, rows: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
         """Gather ``site`` for batch rows ``rows``: (B,) for whole rows, (B, T) with ``positions``
         (B, T) per example and position, or (n,) with ``positions`` (n,) for n entries."""
         kind = site[0]
@@ -134,6 +264,21 @@ class Adapter:
     def layer_from_core(self, layer: int, z: torch.Tensor) -> torch.Tensor:
         """The whole attention layer's output, bias included: (B, T, D)."""
         return self.out_proj(layer, z.flatten(2))
+
+
+_WINDOW_MASKS: dict[tuple, torch.Tensor] = {}
+
+
+def _window_mask(T: int, window: int, device) -> torch.Tensor:
+    """(T, T) bool, True where query t may attend key s: s <= t and t - s < window (HF's
+    sliding-window mask: ``kv_idx > q_idx - sliding_window``)."""
+    key = (T, window, str(device))
+    mask = _WINDOW_MASKS.get(key)
+    if mask is None:
+        t = torch.arange(T, device=device)
+        offset = t[:, None] - t[None, :]
+        mask = _WINDOW_MASKS[key] = (offset >= 0) & (offset < window)
+    return mask
 
 
 def take(source: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:

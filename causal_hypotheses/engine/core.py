@@ -127,10 +127,17 @@ class Engine:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, dtype: torch.dtype = torch.float32, device: str = "cpu", **options) -> "Engine":
-        """Load a checkpoint by hub name (when cached locally) or directory, then wrap it."""
-        from transformers import AutoModelForCausalLM
+        """Load a checkpoint by hub name (when cached locally) or directory, then wrap it.
+
+        Its config is read first: a model type the engine does not support is an
+        UnsupportedModelError naming the supported ones, before any weights load."""
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        from .architectures import architecture_of
 
         try:
+            config = AutoConfig.from_pretrained(name_or_path)
+            architecture_of(getattr(config, "model_type", None), f"the checkpoint {name_or_path!r}")
             model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
         except OSError as error:
             raise InputError(
@@ -213,7 +220,11 @@ class Engine:
         return RunResult(logits, hidden, stats, root, planner, len(tokens))
 
     def __call__(self, inputs: Sequence, which: Which, branch: Branch | None = None, **options):
-        """The seed's calling convention: ``res, cache = model(inputs, which, branch)``."""
+        """``res, cache = engine(inputs, which, branch)``: ``Engine.run``'s result and the engine's
+        activation cache, in the seed's calling form.  Paths follow the engine's grammar (the
+        writers a signal passes through), not the seed's, so the seed README's example computes
+        only the direct path from ``a1`` here; for the seed's semantics and numbers use
+        ``causal_hypotheses.seed.GPT2``."""
         return self.run(inputs, which, branch, **options), self.cache
 
     def _evaluate(self, order: list[Node], acts: dict, planner: Planner, rows_for) -> tuple:
@@ -233,20 +244,11 @@ class Engine:
 
 
 def _adapter_for(model):
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
-    if model_type == "gpt2" and hasattr(model, "lm_head") and hasattr(model, "transformer"):
-        from .gpt2 import GPT2Adapter
+    """The adapter of ``model``'s architecture (the table in architectures.py); an
+    UnsupportedModelError naming the supported model types otherwise."""
+    from .architectures import adapter_for
 
-        return GPT2Adapter(model)
-    if model_type == "llama" and hasattr(model, "lm_head") and hasattr(model, "model"):
-        from .llama import LlamaAdapter
-
-        return LlamaAdapter(model)
-    raise UnsupportedModelError(
-        f"cannot run a {type(model).__name__} (model_type={model_type!r}); supported: "
-        "transformers.GPT2LMHeadModel (model_type 'gpt2') and transformers.LlamaForCausalLM "
-        "(model_type 'llama'). Load it with GPT2LMHeadModel or LlamaForCausalLM"
-    )
+    return adapter_for(model)
 
 
 def as_index(value) -> int | None:

@@ -11,12 +11,15 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UnsupportedModelError
-from ..graph import ModelGraph
-from .adapter import Adapter
+from .adapter import Adapter, model_graph
 
 
 class GPT2Adapter(Adapter):
-    """Component math for ``transformers.GPT2LMHeadModel`` (pre-LN blocks, tied or untied head)."""
+    """Component math for ``transformers.GPT2LMHeadModel`` (pre-LN blocks, tied or untied head).
+
+    Hand-written rather than driven by the table in architectures.py (whose "gpt2" row
+    describes it): GPT-2's Conv1D weights are stored transposed, and its projections use
+    ``addmm`` and torch's fused tanh-GELU for speed."""
 
     architecture = "gpt2"
 
@@ -31,11 +34,11 @@ class GPT2Adapter(Adapter):
         self.transformer = model.transformer
         self.blocks = list(self.transformer.h)
         self.n_layers = config.n_layer
-        self.n_heads = config.n_head
+        self.n_heads = self.n_kv_heads = config.n_head
         self.d_model = config.n_embd
         self.d_head = self.d_model // self.n_heads
         self.final_norm = self.transformer.ln_f
-        self.graph = ModelGraph(self.n_layers, self.n_heads, self.architecture)
+        self.graph = model_graph(self.n_layers, self.n_heads, self.architecture)
         self.n_positions = config.n_positions
         self.vocab_size = config.vocab_size
         self._tanh_gelu = config.activation_function in ("gelu_new", "gelu_pytorch_tanh")

@@ -230,7 +230,7 @@ class Planner:
         names = [("embed", "embed", -1)]
         for l in range(layer):
             names += [(Component("attn", l).name, "attn", l), (Component("mlp", l).name, "mlp", l)]
-        if where == "mlp_in":
+        if where == "mlp_in" and not self.graph.parallel_attn_mlp:  # parallel: MLP L reads the layer's input
             names.append((Component("attn", layer).name, "attn", layer))
         return names
 

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from ..errors import InputError, UnknownComponentError
+from ..graph import component
 from .compile import OUT, activation_patch_functions, check_writers, order, path_patch_functions, position_rows
 
 logger = logging.getLogger("causal_hypotheses.progress")
@@ -94,10 +95,12 @@ def _check_path_patch(graph, senders, receivers) -> None:
     graph.check([r for r in receivers if r != OUT])
     inner = [r for r in receivers if r != OUT]
     for sender in senders:
-        if OUT not in receivers and not any(order(sender) < order(r) for r in inner):
+        if OUT not in receivers and not any(graph.writes_into(component(sender), component(r).without_channel())
+                                            for r in inner):
             raise UnknownComponentError(
                 f"sender {sender!r} has no direct path into any receiver {sorted(receivers)}: a sender must come "
-                "before its receiver in the residual stream (embed, a0, m0, a1, ...); add 'out' to receive at the logits"
+                "before its receiver in the residual stream (embed, a0, m0, a1, ...; where attention and MLP of a layer "
+                "run in parallel, a{L} does not write into m{L}); add 'out' to receive at the logits"
             )
 
 
