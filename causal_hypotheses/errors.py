@@ -35,3 +35,19 @@ class PositionError(InputError, UnknownComponentError):
     An InputError; also an UnknownComponentError, which out-of-range positions raised
     before, so that ``except UnknownComponentError`` keeps catching them.
     """
+
+
+class ClaimSpecError(CausalHypothesesError, ValueError):
+    """A ``claim`` marker has unknown arguments or bad values."""
+
+
+class ModelUnavailable(CausalHypothesesError, RuntimeError):
+    """A registered model cannot be loaded on this machine; claims on it are skipped with this reason."""
+
+
+class ClaimNotMet(CausalHypothesesError, AssertionError):
+    """A claim failed or was inconclusive; the message gives value, interval, threshold, n and seed."""
+
+    def __init__(self, message: str, verdict: str) -> None:
+        super().__init__(message)
+        self.verdict = verdict

@@ -1,0 +1,110 @@
+"""The object a claim test uses: runs the experiment on the session's shared engine and task,
+records the measurement, and raises ClaimNotMet when the verdict is not a pass."""
+from __future__ import annotations
+
+import time
+from typing import Callable, Mapping
+
+from ..errors import ClaimNotMet, ClaimSpecError
+from .registry import LoadedModel
+from .spec import ClaimSpec
+from .verdict import decide, explain
+
+
+def _number(x) -> float:
+    return float(x) if x is not None else float("nan")
+
+
+class Claim:
+    """Runs one claim's experiment on the session's shared engine and task, and judges it.
+
+    ``claim.scrub(hypothesis)`` is the one line a claim test needs.  ``engine``, ``task`` and
+    ``model`` are there for building hypotheses (``claim.engine.graph.writers()``).
+    """
+
+    def __init__(
+        self,
+        claim_id: str,
+        spec: ClaimSpec,
+        model: LoadedModel,
+        task,
+        *,
+        inconclusive: Callable[[str], None] | None = None,
+    ) -> None:
+        self.id = claim_id
+        self.spec = spec
+        self.model = model
+        self.task = task
+        self.result = None
+        self.record: dict | None = None
+        self._inconclusive = inconclusive
+
+    @property
+    def engine(self):
+        return self.model.engine
+
+    def scrub(self, hypothesis):
+        """Causally scrub ``hypothesis`` (a :class:`Hypothesis`) on the claim's task; return the
+        ScrubResult when the claim holds, raise ClaimNotMet otherwise."""
+        from ..interventions.scrubbing import Hypothesis, scrub
+
+        if self.result is not None:
+            raise ClaimSpecError(f"{self.id}: this claim already ran an experiment; one experiment per claim "
+                                 "(parametrize the test to check several hypotheses)")
+        if not isinstance(hypothesis, Hypothesis):
+            if not isinstance(hypothesis, Mapping):
+                raise ClaimSpecError(f"{self.id}: claim.scrub got a {type(hypothesis).__name__}; pass a "
+                                     "Hypothesis({pattern: feature}, name=...) or a dict {pattern: feature}")
+            hypothesis = Hypothesis(hypothesis)
+        spec = self.spec
+        started = time.perf_counter()
+        result = scrub(self.engine, hypothesis, self.task, spec.metric, seed=spec.seed, draws=spec.draws,
+                       ablation=spec.ablation, resampling=spec.resampling, level=spec.level)
+        seconds = time.perf_counter() - started
+        verdict = decide(*result.ci, spec.at_least, spec.at_most, effect=result.effect_ci)
+        message = explain(verdict, spec, result, hypothesis.name)
+        self.result = result
+        self.record = make_record(self.id, spec, result, hypothesis, verdict, seconds, message)
+        if verdict in ("fail", "no-effect"):
+            raise ClaimNotMet(message, verdict)
+        if verdict == "inconclusive":
+            if self._inconclusive is not None:
+                self._inconclusive(message)
+            raise ClaimNotMet(message, verdict)
+        return result
+
+
+def make_record(claim_id: str, spec: ClaimSpec, result, hypothesis, verdict: str, seconds: float, message: str) -> dict:
+    """One claim's row plus what the HTML page draws; plain JSON-able values only, so it can
+    travel from a pytest-xdist worker to the controller."""
+    per_example = result.per_example
+    return {
+        "claim": claim_id, "model": spec.model, "task": spec.task, "hypothesis": hypothesis.name,
+        "n": int(result.n), "seed": int(spec.seed), "draws": int(spec.draws), "metric": spec.metric,
+        "ablation": spec.ablation, "resampling": spec.resampling, "clean": float(result.clean), "ablated": float(result.ablated),
+        "scrubbed": float(result.scrubbed), "recovered": float(result.fraction_recovered),
+        "ci_low": float(result.ci[0]), "ci_high": float(result.ci[1]), "level": float(spec.level),
+        "effect_low": float(result.effect_ci[0]), "effect_high": float(result.effect_ci[1]),
+        "at_least": _number(spec.at_least), "at_most": _number(spec.at_most), "verdict": verdict,
+        "node_evaluations": int(result.node_evaluations), "forward_passes": int(result.forward_passes),
+        "cache_hits": int(result.cache_hits), "seconds": float(seconds),
+        "message": message,
+        "paths": [[list(pattern), feature] for pattern, feature in hypothesis.paths.items()],
+        "per_example": {column: [float(x) for x in per_example[column]] for column in ("clean", "ablated", "scrubbed")}
+        | {column: [int(x) for x in per_example[column]] for column in ("draw", "example")},
+    }
+
+
+def empty_record(claim_id: str, spec: ClaimSpec | None, verdict: str, message: str, seconds: float = float("nan")) -> dict:
+    """The row of a claim that produced no result (skipped, or an error before its experiment finished)."""
+    nan = float("nan")
+    base = {"model": "", "task": "", "n": 0, "seed": 0, "draws": 0, "metric": "", "ablation": "", "resampling": "",
+            "level": nan, "at_least": nan, "at_most": nan}
+    if spec is not None:
+        base.update(model=spec.model, task=spec.task, n=spec.n, seed=spec.seed, draws=spec.draws, metric=spec.metric,
+                    ablation=spec.ablation, resampling=spec.resampling, level=spec.level, at_least=_number(spec.at_least), at_most=_number(spec.at_most))
+    return {
+        "claim": claim_id, "hypothesis": "", **base, "clean": nan, "ablated": nan, "scrubbed": nan, "recovered": nan,
+        "ci_low": nan, "ci_high": nan, "effect_low": nan, "effect_high": nan, "verdict": verdict, "node_evaluations": 0, "forward_passes": 0,
+        "cache_hits": 0, "seconds": seconds, "message": message, "paths": [], "per_example": {},
+    }

@@ -1,0 +1,111 @@
+"""Verdicts: pure functions of a measurement and the thresholds, and their explanation (no
+torch, no pytest)."""
+from __future__ import annotations
+
+import math
+
+from .spec import ClaimSpec
+
+
+# A verdict is the experiment's judgement ("pass", "fail", "inconclusive", "no-effect": the
+# ablation changes nothing, so there is nothing to recover) or, when the test ended otherwise,
+# the test's outcome ("skipped", "xfailed", "xpassed", "error").
+VERDICTS = ("pass", "fail", "inconclusive", "no-effect", "skipped", "xfailed", "xpassed", "error")
+
+
+
+
+def _fmt(x: float) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "nan"
+    text = f"{x:.3f}"
+    return text[1:] if text == "-0.000" else text
+
+
+def no_effect(effect: tuple[float, float] | None) -> bool:
+    """True when the interval of clean - ablated holds 0 (or is undefined): the ablation does not
+    change the metric distinguishably, so no fraction of it can be recovered or missed."""
+    if effect is None:
+        return False
+    low, high = effect
+    return math.isnan(low) or math.isnan(high) or low <= 0 <= high
+
+
+def decide(low: float, high: float, at_least: float | None, at_most: float | None,
+           effect: tuple[float, float] | None = None) -> str:
+    """"no-effect" when ``effect`` (the interval of clean - ablated) holds 0; otherwise "pass"
+    when the whole interval of the fraction recovered clears every threshold, "fail" when it lies
+    entirely on the wrong side of one, "inconclusive" otherwise (including an undefined interval)."""
+    if no_effect(effect):
+        return "no-effect"
+    if math.isnan(low) or math.isnan(high):
+        return "inconclusive"
+    outcomes = []
+    if at_least is not None:
+        outcomes.append("pass" if low >= at_least else "fail" if high < at_least else "inconclusive")
+    if at_most is not None:
+        outcomes.append("pass" if high <= at_most else "fail" if low > at_most else "inconclusive")
+    if "fail" in outcomes:
+        return "fail"
+    return "inconclusive" if "inconclusive" in outcomes else "pass"
+
+
+def explain(verdict: str, spec: ClaimSpec, result, hypothesis_name: str) -> str:
+    """The verdict in words: measured value, interval with its level, threshold, n and seed."""
+    low, high = result.ci
+    interval = f"recovered {_fmt(result.fraction_recovered)} ({spec.level:.0%} CI {_fmt(low)} to {_fmt(high)})"
+    effect_low, effect_high = getattr(result, "effect_ci", (float("nan"), float("nan")))
+    if verdict == "pass":
+        head = "claim holds"
+    elif verdict == "fail":
+        head = "claim not met"
+    elif verdict == "no-effect":
+        exact = result.clean == result.ablated
+        head = (f"no effect to explain — {spec.ablation} ablation leaves the metric unchanged: clean − ablated = "
+                f"{result.clean - result.ablated:.4g} ({spec.level:.0%} CI {_fmt(effect_low)} to {_fmt(effect_high)}), "
+                + ("so no number of examples can help; " if exact else "indistinguishable from 0, so no fraction of it "
+                   "can be recovered; ")
+                + "choose a metric, task or ablation that the model's behaviour depends on")
+    elif math.isnan(low) or math.isnan(high):
+        head = ("inconclusive — the fraction recovered is undefined: clean and ablated give the same "
+                "metric value, so there is nothing to recover; choose a metric or task the ablation changes")
+    else:
+        head = f"inconclusive — {_advice(spec, result)}"
+    sides = []
+    if spec.at_least is not None:
+        side = "clears" if low >= spec.at_least else "lies entirely below" if high < spec.at_least else "straddles"
+        sides.append(f"{side} at_least={spec.at_least:g}")
+    if spec.at_most is not None:
+        side = "clears" if high <= spec.at_most else "lies entirely above" if low > spec.at_most else "straddles"
+        sides.append(f"{side} at_most={spec.at_most:g}")
+    judged = (f"{interval}, not judged against {spec.thresholds()}" if verdict == "no-effect"
+              else f"{interval} {' and '.join(sides)}")
+    return (
+        f"{head}: {judged}\n"
+        f"  hypothesis {hypothesis_name!r} on model {spec.model}, task {spec.task}, metric {spec.metric}, "
+        f"{spec.ablation} ablation ({spec.resampling} resampling), n={spec.n}, seed={spec.seed}, draws={spec.draws}\n"
+        f"  metric means: clean {result.clean:.4g}, ablated {result.ablated:.4g}, scrubbed {result.scrubbed:.4g}; "
+        f"{_interval_basis(result)}"
+        + "".join(f"\n  note: {note}" for note in spec.notes)
+    )
+
+
+def _interval_basis(result) -> str:
+    units, unit = getattr(result, "units", 0), getattr(result, "unit", "example")
+    return (f"Fieller interval over {units} {unit}{'s' if units != 1 else ''}"
+            + (" (draws averaged per example)" if getattr(result, "draws", 1) > 1 else ""))
+
+
+def _advice(spec: ClaimSpec, result) -> str:
+    """How many examples would decide an inconclusive claim if the effect holds."""
+    from ..stats import Interval, examples_needed
+
+    low, high = result.ci
+    interval = Interval(result.fraction_recovered, low, high, spec.level, getattr(result, "units", spec.n), "example")
+    straddled = [t for t in (spec.at_least, spec.at_most) if t is not None and low < t < high] or \
+        [t for t in (spec.at_least, spec.at_most) if t is not None]
+    needs = [examples_needed(interval, t, spec.n) for t in straddled]
+    if any(need is None for need in needs):
+        return (f"the estimate sits on the threshold, so more examples will not decide it (n={spec.n}); "
+                "the claim is as close to its threshold as it can be")
+    return f"about {max(needs)} examples would decide it if the effect holds (n={spec.n} now; set n= on the marker)"

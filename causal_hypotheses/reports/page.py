@@ -1,0 +1,224 @@
+"""The self-contained HTML page of a run: summary, notes, each claim's section with its
+hypothesis drawn (inline SVG through graphviz, or the DOT text without a ``dot`` program) and its
+plots, and the environment.  No external resources and no scripts."""
+from __future__ import annotations
+
+import hashlib
+import html
+import importlib.metadata
+import math
+import platform
+import re
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from .table import _VERDICT_COLOURS, _write_text, _num, threshold_text, recovered_text, _effect_text, summary_rows, verdict_counts
+from .plots import distribution_svg
+
+
+_OTHER = {"resample": "its own random example", "mean": "the dataset mean of what it carries", "zero": "zero"}
+
+
+def hypothesis_note(ablation: str, resampling: str = "independent") -> str:
+    """What the drawing of a hypothesis means, in words."""
+    if resampling == "shared":
+        other = "one random other example shared by all of them" if ablation == "resample" else _OTHER.get(ablation, ablation)
+        return (f"The drawn paths, and everything below the last component of each, read what their notes say "
+                f"(relative to the example itself); every other path reads {other} ({ablation} ablation, shared "
+                "resampling). Arrows point toward the output.")
+    return (f"The hypothesis as a tree (Chan et al.): each drawn component reads the example its parent reads (the "
+            f"output reads the example itself), or, with a note, one that agrees with it on the feature noted; below "
+            f"the last component of a pattern the whole subtree reads that example. Every input not drawn reads "
+            f"{_OTHER.get(ablation, ablation)} "
+            f"({ablation} ablation, independent resampling). Arrows point toward the output.")
+
+
+def hypothesis_digraph(paths: Sequence, name: str, ablation: str):
+    """A ``graphviz.Digraph`` of a hypothesis: each pattern drawn from its input-side component
+    up to the output, with a note saying what the pattern's paths read."""
+    import graphviz
+
+    other = _OTHER.get(ablation, ablation)
+    dot = graphviz.Digraph(
+        "hypothesis",
+        graph_attr={"rankdir": "BT", "fontname": "Helvetica", "fontsize": "10", "labelloc": "t",
+                    "label": f"hypothesis {name!r}"},
+        node_attr={"shape": "box", "style": "filled", "fillcolor": "#dbe9f6", "fontname": "Helvetica", "fontsize": "11"},
+        edge_attr={"fontname": "Helvetica", "fontsize": "9"},
+    )
+    dot.node("output", "output (logits)", shape="ellipse", fillcolor="white")
+    ids: dict[tuple, str] = {}  # one node per pattern prefix: the hypothesis is drawn as the tree it is
+    for k, (pattern, feature) in enumerate(paths):
+        above = "output"
+        for depth, component in enumerate(pattern):
+            prefix = tuple(pattern[: depth + 1])
+            if prefix not in ids:
+                ids[prefix] = f"c{len(ids)}"
+                dot.node(ids[prefix], component)
+                dot.edge(ids[prefix], above)
+            above = ids[prefix]
+        if feature is not None:  # without a note a pattern reads its parent's example
+            dot.node(f"note{k}", f"reads an example with the same {feature}", shape="note", fillcolor="#fff8dc", fontsize="9")
+            dot.edge(f"note{k}", above, style="dashed", arrowhead="none")
+    if not paths:
+        dot.node("empty", f"empty hypothesis: every input reads {other}", shape="note", fillcolor="#fff8dc")
+        dot.edge("empty", "output", style="dashed", arrowhead="none")
+    return dot
+
+
+def _inline_svg(svg: str) -> str:
+    """SVG text fit for embedding in HTML (the XML prolog and doctype removed)."""
+    start = svg.find("<svg")
+    return svg[start:] if start >= 0 else svg
+
+
+def graph_html(digraph) -> str:
+    """The drawing as inline SVG, or its DOT text with a note when no dot program exists."""
+    from ..engine.drawing import to_svg
+
+    svg = to_svg(digraph)
+    if svg:
+        return f'<div class="graph">{_inline_svg(svg)}</div>'
+    return ('<p class="note">No <code>dot</code> program is installed, so the graph is shown as DOT text; '
+            "install Debian's <code>graphviz</code> or <code>pip install graphviz-pure</code> to draw it.</p>"
+            f"<pre>{html.escape(digraph.source)}</pre>")
+
+
+def environment(extra: Mapping[str, object] | None = None) -> dict[str, str]:
+    """Versions of what the numbers depend on (read from package metadata; nothing is imported)."""
+    info = {"python": platform.python_version(), "platform": platform.platform()}
+    for package in ("torch", "transformers", "pandas", "pytest", "pytest-xdist"):
+        try:
+            info[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            info[package] = "not installed"
+    for key, value in (extra or {}).items():
+        info[key] = str(value)
+    return info
+
+
+def anchor(claim_id: str) -> str:
+    """A stable HTML id for a claim (letters, digits and dashes, plus a hash to keep ids distinct)."""
+    readable = re.sub(r"[^A-Za-z0-9]+", "-", claim_id).strip("-")[-60:]
+    return f"claim-{readable}-{hashlib.sha1(claim_id.encode()).hexdigest()[:8]}"
+
+
+def claim_figures(record: Mapping) -> str:
+    """The costly part of a claim's section (hypothesis graph and distribution plot), rendered once."""
+    if not record.get("per_example"):
+        return ""
+    return "\n".join([
+        "<h3>Hypothesis</h3>",
+        f'<p class="note">{html.escape(hypothesis_note(record["ablation"], record.get("resampling", "independent")))}</p>',
+        graph_html(hypothesis_digraph(record.get("paths", []), record.get("hypothesis", ""), record["ablation"])),
+        "<h3>Per-example distribution</h3>",
+        distribution_svg(record),
+    ])
+
+
+def _notes_html(notes: Iterable[tuple[str, str]]) -> str:
+    items = "".join(f'<li class="{html.escape(kind)}">{html.escape(text)}</li>' for kind, text in notes)
+    return f'<ul class="notes">{items}</ul>' if items else ""
+
+
+def _baseline_text(record: Mapping) -> str | None:
+    then = record.get("baseline_recovered")
+    if then is None or (isinstance(then, float) and math.isnan(then) and record.get("drift") is None):
+        return None
+    change = record.get("change")
+    change = "—" if change is None or math.isnan(change) else f"{change:+.3f}"
+    drift = " — drifted beyond --claims-compare-fail" if record.get("drift") is True else ""
+    return f"{_num(then)} (change {change}){drift}"
+
+
+def claim_section(record: Mapping, figures: str | None = None) -> str:
+    """One claim's part of the HTML page: facts, verdict message, comparison with the baseline,
+    hypothesis graph, distribution (``figures``, from :func:`claim_figures`; rendered when None)."""
+    verdict = record["verdict"]
+    facts = [("model", record["model"]), ("task", record["task"]), ("hypothesis", record.get("hypothesis", "")),
+             ("metric", record["metric"]), ("ablation", f'{record["ablation"]} ({record.get("resampling", "")} resampling)'),
+             ("n", record["n"]), ("seed", record["seed"]), ("draws", record["draws"]),
+             ("clean / ablated / scrubbed", " / ".join(_num(record[k], 4) for k in ("clean", "ablated", "scrubbed"))),
+             ("effect to explain: clean − ablated", _effect_text(record)),
+             ("recovered", recovered_text(record)), ("threshold", threshold_text(record["at_least"], record["at_most"])),
+             ("node evaluations / forward passes / cache hits",
+              f'{record["node_evaluations"]} / {record["forward_passes"]} / {record["cache_hits"]}')]
+    baseline = _baseline_text(record)
+    if baseline is not None:
+        facts.append(("baseline recovered", baseline))
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts)
+    parts = [f'<section id="{anchor(record["claim"])}"><h2>{html.escape(record["claim"])} '
+             f'<span class="verdict" style="background:{_VERDICT_COLOURS.get(verdict, "#fff")}">{html.escape(verdict)}</span></h2>']
+    notes = _notes_html(record.get("baseline_notes") or ())
+    if notes:
+        parts.append(notes)
+    parts.append(f'<table class="facts">{rows}</table>')
+    if record.get("message"):
+        parts.append(f'<pre class="message">{html.escape(record["message"])}</pre>')
+    figures = claim_figures(record) if figures is None else figures
+    if figures:
+        parts.append(figures)
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+_CSS = """
+body { font-family: Helvetica, Arial, sans-serif; margin: 2em; color: #222; max-width: 1100px; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; font-size: 13px; }
+th { background: #f3f3f3; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.verdict { padding: 1px 8px; border-radius: 3px; font-size: 0.8em; }
+pre { background: #f7f7f7; padding: 0.6em; overflow-x: auto; font-size: 12px; }
+section { border-top: 1px solid #ddd; margin-top: 2em; }
+.graph svg { max-width: 100%; height: auto; }
+.note { color: #666; font-size: 13px; }
+ul.notes { padding-left: 1.2em; }
+ul.notes li { margin: 0.2em 0; font-size: 13px; }
+li.drift, p.drift { color: #a00000; font-weight: bold; }
+li.warning { color: #8a5300; }
+"""
+
+
+def render_html(frame, sections: Sequence[str], env: Mapping[str, str], title: str,
+                notes: Sequence[tuple[str, str]] = ()) -> str:
+    """The whole page: summary, notes (``(kind, text)``, kind ``drift``, ``warning`` or ``info``),
+    summary table, each claim's section, and the environment."""
+    table = summary_rows(frame)
+    summary = verdict_counts(frame)
+    compared = "baseline_recovered" in frame and frame["drift"].notna().any()
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in table[0] + (["vs baseline"] if compared else []))
+    records = frame.to_dict("records")
+    body = []
+    for row, record in zip(table[1:], records):
+        verdict = row[5]
+        cells = [f'<td><a href="#{anchor(row[0])}">{html.escape(row[0])}</a></td>']
+        cells += [f"<td>{html.escape(cell)}</td>" for cell in row[1:5]]
+        cells.append(f'<td style="background:{_VERDICT_COLOURS.get(verdict, "#fff")}">{html.escape(verdict)}</td>')
+        cells.append(f'<td class="num">{html.escape(row[6])}</td>')
+        if compared:
+            text = _baseline_text(record) or "not in the baseline"
+            style = ' style="background:#f8d0d0"' if record.get("drift") is True else ""
+            cells.append(f"<td{style}>{html.escape(text)}</td>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    env_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in env.items())
+    return "\n".join([
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>{len(frame)} claims: {html.escape(summary)}. The interval is a bootstrap confidence interval of the "
+        "fraction recovered, (scrubbed − ablated) / (clean − ablated); a claim passes when the whole interval "
+        "clears its threshold.</p>",
+        _notes_html(notes),
+        f'<table class="summary"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>',
+        *sections,
+        '<section id="environment"><h2>Environment</h2>',
+        f"<table>{env_rows}</table></section>",
+        "</body></html>",
+    ])
+
+
+def write_html(text: str, path: Path) -> Path:
+    return _write_text(path, text)

@@ -1,0 +1,121 @@
+"""Self-contained SVG plots of a claim's per-example values (no plotting library)."""
+from __future__ import annotations
+
+import html
+import math
+from typing import Mapping
+
+
+
+def _ticks(low: float, high: float, count: int = 5) -> list[float]:
+    span = high - low
+    raw = span / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = min((m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw), default=raw)
+    first = math.ceil(low / step) * step
+    return [first + i * step for i in range(int((high - first) / step + 1e-9) + 1)]
+
+
+def _jitter(i: int) -> float:
+    """A deterministic offset in [-0.5, 0.5) for strip plots (a multiplicative hash of i)."""
+    return ((i * 2654435761) % 1000) / 1000 - 0.5
+
+
+def _axis(x, low: float, high: float, top: float, bottom: float, left: float, right: float) -> list[str]:
+    parts = [f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#333"/>']
+    for tick in _ticks(low, high):
+        px = x(tick)
+        parts.append(f'<line x1="{px:.1f}" y1="{bottom}" x2="{px:.1f}" y2="{bottom + 4}" stroke="#333"/>')
+        parts.append(f'<text x="{px:.1f}" y="{bottom + 15}" text-anchor="middle">{tick:g}</text>')
+    return parts
+
+
+def distribution_svg(record: Mapping, width: int = 640) -> str:
+    """Per-example distribution of a claim, as inline SVG.
+
+    Top: each (draw, example)'s share of the recovery, (scrubbed_i - ablated_i) /
+    (mean clean - mean ablated), whose mean is the fraction recovered: a histogram with the
+    values as a strip below it, the interval shaded, 0, 1, the mean and the threshold marked.
+    Cancellation (some examples far above 1, others below 0) shows as a wide spread.
+    Bottom: the metric per example for clean, ablated and scrubbed runs.
+    """
+    per = record.get("per_example") or {}
+    clean, ablated, scrubbed = (per.get(k, []) for k in ("clean", "ablated", "scrubbed"))
+    if not scrubbed:
+        return '<p class="note">No per-example values (the claim ran no experiment).</p>'
+    denominator = record["clean"] - record["ablated"]
+    label = html.escape(f"per-example distribution of {record['claim']}")
+    left, right = 64, width - 20
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="330" viewBox="0 0 {width} 330" '
+             f'role="img" aria-label="{label}" font-family="Helvetica, Arial, sans-serif" font-size="10">']
+
+    # Share of the recovery per example.
+    if denominator == 0 or math.isnan(denominator):
+        parts.append(f'<text x="{left}" y="30">The fraction recovered is undefined: clean and ablated means are equal.</text>')
+    else:
+        shares = [(s - a) / denominator for s, a in zip(scrubbed, ablated)]
+        marks = [0.0, 1.0, record["recovered"], record["ci_low"], record["ci_high"]]
+        marks += [t for t in (record.get("at_least"), record.get("at_most")) if t is not None and not math.isnan(t)]
+        finite = [v for v in shares + marks if math.isfinite(v)]
+        low, high = min(finite), max(finite)
+        pad = (high - low) * 0.05 or 0.5
+        low, high = low - pad, high + pad
+        top, bottom = 22, 150
+
+        def x(v: float) -> float:
+            return left + (v - low) / (high - low) * (right - left)
+
+        parts.append(f'<text x="{left}" y="12" font-weight="bold">share of the recovery per example '
+                     f'(mean = fraction recovered; {len(shares)} values)</text>')
+        if math.isfinite(record["ci_low"]) and math.isfinite(record["ci_high"]):
+            parts.append(f'<rect x="{x(record["ci_low"]):.1f}" y="{top}" width="{max(1.0, x(record["ci_high"]) - x(record["ci_low"])):.1f}" '
+                         f'height="{bottom - top}" fill="#cfe3f7"><title>{record["level"]:.0%} interval</title></rect>')
+        bins = 24
+        counts = [0] * bins
+        for v in shares:
+            counts[min(bins - 1, max(0, int((v - low) / (high - low) * bins)))] += 1
+        tallest = max(counts) or 1
+        bar_bottom, bar_top = bottom - 34, top + 4
+        for b, count in enumerate(counts):
+            if count:
+                height = (bar_bottom - bar_top) * count / tallest
+                x0 = left + b * (right - left) / bins
+                parts.append(f'<rect x="{x0 + 1:.1f}" y="{bar_bottom - height:.1f}" width="{(right - left) / bins - 2:.1f}" '
+                             f'height="{height:.1f}" fill="#6b8fb5"><title>{count}</title></rect>')
+        for i, v in enumerate(shares):
+            parts.append(f'<circle cx="{x(v):.1f}" cy="{bottom - 17 + 10 * _jitter(i):.1f}" r="2" fill="#1f3b5a" fill-opacity="0.6"/>')
+        row = 0
+        for value, colour, dash, text in ((0.0, "#888", "", "0"), (1.0, "#888", "", "1"),
+                                          (record["recovered"], "#000", "", "mean"),
+                                          (record.get("at_least"), "#c0392b", "4 3", "at_least"),
+                                          (record.get("at_most"), "#c0392b", "4 3", "at_most")):
+            if value is None or not math.isfinite(value):
+                continue
+            dashes = f' stroke-dasharray="{dash}"' if dash else ""
+            parts.append(f'<line x1="{x(value):.1f}" y1="{top}" x2="{x(value):.1f}" y2="{bottom}" stroke="{colour}"{dashes}/>')
+            parts.append(f'<text x="{x(value) + 2:.1f}" y="{top + 8 + 10 * row}" fill="{colour}">{text}</text>')
+            row += 1  # stagger the labels so that close lines stay readable
+        parts += _axis(x, low, high, top, bottom, left, right)
+
+    # The metric per example in each run.
+    values = [v for v in clean + ablated + scrubbed if math.isfinite(v)]
+    if values:
+        low, high = min(values), max(values)
+        pad = (high - low) * 0.05 or 0.5
+        low, high = low - pad, high + pad
+        top, bottom = 200, 300
+
+        def x(v: float) -> float:
+            return left + (v - low) / (high - low) * (right - left)
+
+        parts.append(f'<text x="{left}" y="{top - 12}" font-weight="bold">{html.escape(str(record["metric"]))} per example</text>')
+        for row, (name, series, colour) in enumerate((("clean", clean, "#2e7d32"), ("ablated", ablated, "#c62828"),
+                                                      ("scrubbed", scrubbed, "#1565c0"))):
+            y = top + 15 + row * 30
+            parts.append(f'<text x="{left - 4}" y="{y + 3}" text-anchor="end">{name}</text>')
+            for i, v in enumerate(series):
+                if math.isfinite(v):
+                    parts.append(f'<circle cx="{x(v):.1f}" cy="{y + 12 * _jitter(i):.1f}" r="2" fill="{colour}" fill-opacity="0.55"/>')
+        parts += _axis(x, low, high, top, bottom, left, right)
+    parts.append("</svg>")
+    return "".join(parts)
