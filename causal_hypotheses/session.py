@@ -8,6 +8,7 @@ every claim so that an interrupted run keeps what finished.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -449,8 +450,15 @@ class ClaimSession:
             env = reports.environment({**self.environment, "started": self.started.isoformat(timespec="seconds")})
             title = f"Claims run {self.started:%Y-%m-%d %H:%M:%S}"
             page = reports.render_html(frame, sections, env, title, self.notes())
+            examples = reports.examples_text(self.ordered())
+            meta = json.dumps({"title": title, **env}, indent=2)
+            stem = csv_path.stem
             for path, data in ((csv_path, text), (html_path, page), (csv_path.with_name("latest.csv"), text),
-                               (html_path.with_name("latest.html"), page)):
+                               (html_path.with_name("latest.html"), page),
+                               (csv_path.with_name(f"examples-{stem}.csv"), examples),
+                               (csv_path.with_name("latest-examples.csv"), examples),
+                               (csv_path.with_name(f"meta-{stem}.json"), meta),
+                               (csv_path.with_name("latest-meta.json"), meta)):
                 target = path
                 reports.write_atomic(path, data)
         except Exception as error:  # noqa: BLE001 - a report must never stop the claims

@@ -48,23 +48,55 @@ class Claim:
         ScrubResult when the claim holds, raise ClaimNotMet otherwise."""
         from ..interventions.scrubbing import Hypothesis, scrub
 
-        if self.result is not None:
-            raise ClaimSpecError(f"{self.id}: this claim already ran an experiment; one experiment per claim "
-                                 "(parametrize the test to check several hypotheses)")
+        self._once()
         if not isinstance(hypothesis, Hypothesis):
             if not isinstance(hypothesis, Mapping):
                 raise ClaimSpecError(f"{self.id}: claim.scrub got a {type(hypothesis).__name__}; pass a "
                                      "Hypothesis({pattern: feature}, name=...) or a dict {pattern: feature}")
             hypothesis = Hypothesis(hypothesis)
         spec = self.spec
+        return self._judge(hypothesis.name, [[list(p), f] for p, f in hypothesis.paths.items()],
+                           lambda: scrub(self.engine, hypothesis, self.task, spec.metric, seed=spec.seed, draws=spec.draws,
+                                         ablation=spec.ablation, resampling=spec.resampling, level=spec.level))
+
+    def activation_patch(self, nodes, positions=None, *, direction: str = "noising"):
+        """Claim that patching ``nodes`` (heads, head inputs, layers, MLPs) moves at least (or at
+        most) a fraction of the task's clean-to-corrupt change: with ``direction="noising"`` the
+        clean run reads the nodes from the corrupt prompts (how much of the corruption's effect
+        they carry); with ``"denoising"`` the corrupt run reads them from the clean prompts (how
+        much of the clean behaviour they restore).  Returns the EffectResult when the claim holds."""
+        from ..interventions.effects import patch_effect
+
+        return self._judge("", [], lambda: patch_effect(self.engine, self.task, self.spec.metric, kind="activation_patch",
+                                                      direction=direction, level=self.spec.level, nodes=nodes,
+                                                      positions=positions))
+
+    def path_patch(self, senders, receivers, positions=None, *, direction: str = "noising"):
+        """Like :meth:`activation_patch` for the direct paths from ``senders`` into ``receivers``
+        (components, head inputs such as ``a9.h9.q``, or ``out``)."""
+        from ..interventions.effects import patch_effect
+
+        return self._judge("", [], lambda: patch_effect(self.engine, self.task, self.spec.metric, kind="path_patch",
+                                                      direction=direction, level=self.spec.level, senders=senders,
+                                                      receivers=receivers, positions=positions))
+
+    def _once(self) -> None:
+        if self.result is not None:
+            raise ClaimSpecError(f"{self.id}: this claim already ran an experiment; one experiment per claim "
+                                 "(parametrize the test to check several hypotheses)")
+
+    def _judge(self, name: str, paths: list, run):
+        """Run the experiment, judge it on its interval, record it, raise ClaimNotMet unless it holds."""
+        self._once()
+        spec = self.spec
         started = time.perf_counter()
-        result = scrub(self.engine, hypothesis, self.task, spec.metric, seed=spec.seed, draws=spec.draws,
-                       ablation=spec.ablation, resampling=spec.resampling, level=spec.level)
+        result = run()
         seconds = time.perf_counter() - started
         verdict = decide(*result.ci, spec.at_least, spec.at_most, effect=result.effect_ci)
-        message = explain(verdict, spec, result, hypothesis.name)
+        message = explain(verdict, spec, result, name)
         self.result = result
-        self.record = make_record(self.id, spec, result, hypothesis, verdict, seconds, message)
+        self.record = make_record(self.id, spec, result, name or getattr(result, "description", ""), paths, verdict,
+                                  seconds, message)
         if verdict in ("fail", "no-effect"):
             raise ClaimNotMet(message, verdict)
         if verdict == "inconclusive":
@@ -74,12 +106,16 @@ class Claim:
         return result
 
 
-def make_record(claim_id: str, spec: ClaimSpec, result, hypothesis, verdict: str, seconds: float, message: str) -> dict:
+def make_record(claim_id: str, spec: ClaimSpec, result, name: str, paths: list, verdict: str, seconds: float,
+                message: str) -> dict:
     """One claim's row plus what the HTML page draws; plain JSON-able values only, so it can
-    travel from a pytest-xdist worker to the controller."""
+    travel from a pytest-xdist worker to the controller.  For patching kinds, clean / ablated /
+    scrubbed are the target / base / patched runs (see interventions/effects.py)."""
     per_example = result.per_example
+    kind = getattr(result, "kind", "scrub")
     return {
-        "claim": claim_id, "model": spec.model, "task": spec.task, "hypothesis": hypothesis.name,
+        "claim": claim_id, "kind": kind if kind == "scrub" else f"{kind} ({result.direction})",
+        "model": spec.model, "task": spec.task, "hypothesis": name,
         "n": int(result.n), "seed": int(spec.seed), "draws": int(spec.draws), "metric": spec.metric,
         "ablation": spec.ablation, "resampling": spec.resampling, "clean": float(result.clean), "ablated": float(result.ablated),
         "scrubbed": float(result.scrubbed), "recovered": float(result.fraction_recovered),
@@ -89,7 +125,7 @@ def make_record(claim_id: str, spec: ClaimSpec, result, hypothesis, verdict: str
         "node_evaluations": int(result.node_evaluations), "forward_passes": int(result.forward_passes),
         "cache_hits": int(result.cache_hits), "seconds": float(seconds),
         "message": message,
-        "paths": [[list(pattern), feature] for pattern, feature in hypothesis.paths.items()],
+        "paths": paths, "unit": f"{result.units} {result.unit}{'s' if result.units != 1 else ''}",
         "per_example": {column: [float(x) for x in per_example[column]] for column in ("clean", "ablated", "scrubbed")}
         | {column: [int(x) for x in per_example[column]] for column in ("draw", "example")},
     }
@@ -104,7 +140,7 @@ def empty_record(claim_id: str, spec: ClaimSpec | None, verdict: str, message: s
         base.update(model=spec.model, task=spec.task, n=spec.n, seed=spec.seed, draws=spec.draws, metric=spec.metric,
                     ablation=spec.ablation, resampling=spec.resampling, level=spec.level, at_least=_number(spec.at_least), at_most=_number(spec.at_most))
     return {
-        "claim": claim_id, "hypothesis": "", **base, "clean": nan, "ablated": nan, "scrubbed": nan, "recovered": nan,
+        "claim": claim_id, "kind": "", "hypothesis": "", "unit": "", **base, "clean": nan, "ablated": nan, "scrubbed": nan, "recovered": nan,
         "ci_low": nan, "ci_high": nan, "effect_low": nan, "effect_high": nan, "verdict": verdict, "node_evaluations": 0, "forward_passes": 0,
         "cache_hits": 0, "seconds": seconds, "message": message, "paths": [], "per_example": {},
     }

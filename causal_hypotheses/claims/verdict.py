@@ -51,6 +51,43 @@ def decide(low: float, high: float, at_least: float | None, at_most: float | Non
 
 
 def explain(verdict: str, spec: ClaimSpec, result, hypothesis_name: str) -> str:
+    if getattr(result, "kind", "scrub") != "scrub":
+        return _explain_patch(verdict, spec, result)
+    return _explain(verdict, spec, result, hypothesis_name)
+
+
+def _explain_patch(verdict: str, spec: ClaimSpec, result) -> str:
+    """A patching claim in words: the fraction of the change moved, its interval, the runs."""
+    low, high = result.ci
+    moved = f"moved {_fmt(result.fraction_recovered)} of the change ({spec.level:.0%} CI {_fmt(low)} to {_fmt(high)})"
+    base, target = ("clean", "corrupt") if result.direction == "noising" else ("corrupt", "clean")
+    if verdict == "no-effect":
+        head = (f"no effect to explain — the {target} prompts give the same metric as the {base} ones: change = "
+                f"{result.clean - result.ablated:.4g} ({spec.level:.0%} CI {_fmt(result.effect_ci[0])} to "
+                f"{_fmt(result.effect_ci[1])}); choose a task whose corruption changes the metric")
+    else:
+        head = {"pass": "claim holds", "fail": "claim not met"}.get(verdict) or f"inconclusive — {_advice(spec, result)}"
+    return (
+        f"{head}: {moved} {_sides(spec, low, high)}\n"
+        f"  {result.kind} ({result.direction}: the {base} run with {result.description} from the {target} run) on model "
+        f"{spec.model}, task {spec.task}, metric {spec.metric}, n={spec.n}\n"
+        f"  metric means: {base} {result.ablated:.4g}, {target} {result.clean:.4g}, patched {result.scrubbed:.4g}; "
+        f"{_interval_basis(result)}" + "".join(f"\n  note: {note}" for note in spec.notes)
+    )
+
+
+def _sides(spec: ClaimSpec, low: float, high: float) -> str:
+    sides = []
+    if spec.at_least is not None:
+        side = "clears" if low >= spec.at_least else "lies entirely below" if high < spec.at_least else "straddles"
+        sides.append(f"{side} at_least={spec.at_least:g}")
+    if spec.at_most is not None:
+        side = "clears" if high <= spec.at_most else "lies entirely above" if low > spec.at_most else "straddles"
+        sides.append(f"{side} at_most={spec.at_most:g}")
+    return " and ".join(sides)
+
+
+def _explain(verdict: str, spec: ClaimSpec, result, hypothesis_name: str) -> str:
     """The verdict in words: measured value, interval with its level, threshold, n and seed."""
     low, high = result.ci
     interval = f"recovered {_fmt(result.fraction_recovered)} ({spec.level:.0%} CI {_fmt(low)} to {_fmt(high)})"

@@ -3,6 +3,7 @@ hypothesis drawn (inline SVG through graphviz, or the DOT text without a ``dot``
 plots, and the environment.  No external resources and no scripts."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import importlib.metadata
@@ -86,8 +87,8 @@ def graph_html(digraph) -> str:
 
 def environment(extra: Mapping[str, object] | None = None) -> dict[str, str]:
     """Versions of what the numbers depend on (read from package metadata; nothing is imported)."""
-    info = {"python": platform.python_version(), "platform": platform.platform()}
-    for package in ("torch", "transformers", "pandas", "pytest", "pytest-xdist"):
+    info = {"python": platform.python_version(), "platform": platform.platform(), "git commit": _git_commit()}
+    for package in ("causal_hypotheses", "torch", "transformers", "pandas", "pytest", "pytest-xdist"):
         try:
             info[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
@@ -95,6 +96,23 @@ def environment(extra: Mapping[str, object] | None = None) -> dict[str, str]:
     for key, value in (extra or {}).items():
         info[key] = str(value)
     return info
+
+
+@functools.lru_cache(maxsize=1)
+def _git_commit() -> str:
+    """The commit of the checkout this package runs from, when it is one (else "none")."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        done = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return "none"
+    if done.returncode != 0:
+        return "none"
+    dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, timeout=5).stdout.strip()
+    return done.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
 
 
 def anchor(claim_id: str) -> str:
@@ -135,12 +153,14 @@ def claim_section(record: Mapping, figures: str | None = None) -> str:
     """One claim's part of the HTML page: facts, verdict message, comparison with the baseline,
     hypothesis graph, distribution (``figures``, from :func:`claim_figures`; rendered when None)."""
     verdict = record["verdict"]
-    facts = [("model", record["model"]), ("task", record["task"]), ("hypothesis", record.get("hypothesis", "")),
+    facts = [("kind", record.get("kind") or "scrub"), ("model", record["model"]), ("task", record["task"]),
+             ("hypothesis" if (record.get("kind") or "scrub") == "scrub" else "patched", record.get("hypothesis", "")),
              ("metric", record["metric"]), ("ablation", f'{record["ablation"]} ({record.get("resampling", "")} resampling)'),
              ("n", record["n"]), ("seed", record["seed"]), ("draws", record["draws"]),
-             ("clean / ablated / scrubbed", " / ".join(_num(record[k], 4) for k in ("clean", "ablated", "scrubbed"))),
+             ("clean / ablated / scrubbed" if (record.get("kind") or "scrub") == "scrub" else "target / base / patched",
+              " / ".join(_num(record[k], 4) for k in ("clean", "ablated", "scrubbed"))),
              ("effect to explain: clean − ablated", _effect_text(record)),
-             ("recovered", recovered_text(record)), ("threshold", threshold_text(record["at_least"], record["at_most"])),
+             ("recovered", recovered_text(record)), ("interval over", record.get("unit") or "—"), ("threshold", threshold_text(record["at_least"], record["at_most"])),
              ("node evaluations / forward passes / cache hits",
               f'{record["node_evaluations"]} / {record["forward_passes"]} / {record["cache_hits"]}')]
     baseline = _baseline_text(record)

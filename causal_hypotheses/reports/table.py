@@ -13,8 +13,8 @@ from typing import Iterable, Mapping, Sequence
 
 
 COLUMNS = (
-    "claim", "model", "task", "hypothesis", "n", "seed", "draws", "metric", "ablation", "resampling",
-    "clean", "ablated", "scrubbed", "recovered", "ci_low", "ci_high", "level", "effect_low", "effect_high",
+    "claim", "kind", "model", "task", "hypothesis", "n", "seed", "draws", "metric", "ablation", "resampling",
+    "clean", "ablated", "scrubbed", "recovered", "ci_low", "ci_high", "level", "unit", "effect_low", "effect_high",
     "at_least", "at_most",
     "verdict", "node_evaluations", "forward_passes", "cache_hits", "seconds", "message",
     "baseline_recovered", "change", "drift",
@@ -58,6 +58,21 @@ def to_frame(records: Iterable[Mapping]):
 def csv_text(frame) -> str:
     """The CSV text of a frame (full float precision)."""
     return frame.to_csv(index=False)
+
+
+EXAMPLE_COLUMNS = ("claim", "kind", "draw", "example", "clean", "ablated", "scrubbed")
+
+
+def examples_text(records: Iterable[Mapping]) -> str:
+    """Every claim's per-example values in long form (one row per claim, draw and example)."""
+    import pandas as pd
+
+    rows = []
+    for record in records:
+        per = record.get("per_example") or {}
+        for i in range(len(per.get("example", []))):
+            rows.append({"claim": record["claim"], "kind": record.get("kind", ""), **{k: per[k][i] for k in EXAMPLE_COLUMNS[2:]}})
+    return pd.DataFrame(rows, columns=list(EXAMPLE_COLUMNS)).to_csv(index=False)
 
 
 def write_csv(frame, path: Path) -> Path:
