@@ -114,3 +114,41 @@ def test_everything_carries_the_change(claim):
     for key in ("causal_hypotheses", "torch", "transformers", "git commit", "device", "python"):
         assert key in meta
     assert len(list(directory.glob("examples-claims-*.csv"))) == 1 and len(list(directory.glob("meta-claims-*.json"))) == 1
+
+
+def test_random_controls_and_beats_random(pytester):
+    """The true induction circuit beats every random hypothesis of its shape; the wrong one (the
+    other layer-0 heads) does not, so beats_random fails it although its interval clears its bar."""
+    result = run(pytester, """
+from causal_hypotheses.trained import INDUCTION_HEADS
+
+def circuit(query, key):
+    paths = {}
+    for head in INDUCTION_HEADS:
+        paths[(head + ".v", "embed")] = None
+        for sender in query:
+            paths[(head + ".q", sender)] = None
+        for sender in key:
+            paths[(head + ".k", sender)] = None
+    return Hypothesis(paths, name="circuit")
+
+@pytest.mark.claim(**{**TINY, "n": 24}, at_least=0.9, beats_random=0.9)
+def test_true_circuit_beats_random(claim):
+    claim.scrub(circuit(["embed", "a0.h0"], ["a0.h0", "a0.h3"]), control=10)
+
+@pytest.mark.claim(**{**TINY, "n": 24}, at_least=0.3, beats_random=0.9)
+def test_wrong_circuit_does_not(claim):
+    claim.scrub(circuit(["embed", "a0.h1"], ["a0.h1", "a0.h2"]), control=10)
+
+@pytest.mark.claim(**TINY, at_least=0.9, beats_random=0.99)
+def test_too_few_controls_for_the_level(claim):
+    claim.scrub(circuit(["embed", "a0.h0"], ["a0.h0", "a0.h3"]), control=10)
+""")
+    result.assert_outcomes(passed=1, failed=2)
+    frame = latest(pytester)
+    assert frame["verdict"].tolist() == ["pass", "fail", "error"]
+    assert frame.loc[0, "control_p"] == pytest.approx(1 / 11) and frame.loc[0, "control_percentile"] == 100
+    assert frame.loc[1, "control_p"] > 0.1 and "does not beat random hypotheses of its shape" in frame.loc[1, "message"]
+    assert "with control=10 the smallest possible is 1/11; use control >= 99" in frame.loc[2, "message"]
+    page = (pytester.path / "reports" / "latest.html").read_text()
+    assert page.count("random controls of test_claims.py::") == 2

@@ -37,15 +37,21 @@ class Claim:
         self.task = task
         self.result = None
         self.record: dict | None = None
+        self._controls = None
         self._inconclusive = inconclusive
 
     @property
     def engine(self):
         return self.model.engine
 
-    def scrub(self, hypothesis):
+    def scrub(self, hypothesis, *, control: int | None = None):
         """Causally scrub ``hypothesis`` (a :class:`Hypothesis`) on the claim's task; return the
-        ScrubResult when the claim holds, raise ClaimNotMet otherwise."""
+        ScrubResult when the claim holds, raise ClaimNotMet otherwise.
+
+        ``control=N`` also scrubs N random hypotheses of the same shape (seeded; see
+        interventions/controls.py) and reports where the hypothesis stands among them; with
+        ``beats_random=`` on the marker (20 controls unless given) the claim also needs the
+        permutation p-value to be at most 1 - beats_random."""
         from ..interventions.scrubbing import Hypothesis, scrub
 
         self._once()
@@ -55,9 +61,28 @@ class Claim:
                                      "Hypothesis({pattern: feature}, name=...) or a dict {pattern: feature}")
             hypothesis = Hypothesis(hypothesis)
         spec = self.spec
-        return self._judge(hypothesis.name, [[list(p), f] for p, f in hypothesis.paths.items()],
-                           lambda: scrub(self.engine, hypothesis, self.task, spec.metric, seed=spec.seed, draws=spec.draws,
-                                         ablation=spec.ablation, resampling=spec.resampling, level=spec.level))
+        if control is None and spec.beats_random is not None:
+            control = 20
+        if control is not None and (isinstance(control, bool) or not isinstance(control, int) or control < 1):
+            raise ClaimSpecError(f"{self.id}: control={control!r}: expected a number of random hypotheses >= 1, e.g. 20")
+        if control is not None and spec.beats_random is not None and 1 / (control + 1) > 1 - spec.beats_random:
+            raise ClaimSpecError(
+                f"{self.id}: beats_random={spec.beats_random:g} needs a p-value <= {1 - spec.beats_random:.3g}, but with "
+                f"control={control} the smallest possible is 1/{control + 1}; use control >= {_controls_for(spec.beats_random)}")
+        paths = [[list(p), f] for p, f in hypothesis.paths.items()]
+        if control is None:
+            return self._judge(hypothesis.name, paths,
+                               lambda: scrub(self.engine, hypothesis, self.task, spec.metric, seed=spec.seed, draws=spec.draws,
+                                             ablation=spec.ablation, resampling=spec.resampling, level=spec.level))
+        from ..interventions.controls import control as run_controls
+
+        def measured():
+            self._controls = run_controls(self.engine, hypothesis, self.task, spec.metric, count=control, seed=spec.seed,
+                                          draws=spec.draws, ablation=spec.ablation, resampling=spec.resampling,
+                                          level=spec.level)
+            return self._controls.result
+
+        return self._judge(hypothesis.name, paths, measured)
 
     def activation_patch(self, nodes, positions=None, *, direction: str = "noising"):
         """Claim that patching ``nodes`` (heads, head inputs, layers, MLPs) moves at least (or at
@@ -94,9 +119,15 @@ class Claim:
         seconds = time.perf_counter() - started
         verdict = decide(*result.ci, spec.at_least, spec.at_most, effect=result.effect_ci)
         message = explain(verdict, spec, result, name)
+        controls = self._controls
+        if controls is not None:
+            message += "\n  " + control_text(controls, spec.beats_random)
+            if verdict == "pass" and spec.beats_random is not None and not controls.p_value <= 1 - spec.beats_random:
+                verdict = "fail"
+                message = "claim not met — it does not beat random hypotheses of its shape: " + message
         self.result = result
         self.record = make_record(self.id, spec, result, name or getattr(result, "description", ""), paths, verdict,
-                                  seconds, message)
+                                  seconds, message, controls)
         if verdict in ("fail", "no-effect"):
             raise ClaimNotMet(message, verdict)
         if verdict == "inconclusive":
@@ -106,8 +137,25 @@ class Claim:
         return result
 
 
+def _controls_for(level: float) -> int:
+    """The fewest controls whose smallest p-value, 1/(count+1), reaches 1 - level."""
+    import math
+
+    return math.ceil(1 / (1 - level) - 1 - 1e-9)
+
+
+def control_text(controls, beats_random: float | None) -> str:
+    """Where the hypothesis stands among its random controls, in words."""
+    low, high = controls.control_range
+    text = (f"random controls: {controls.count} hypotheses of the same shape (seed {controls.seed}) recover {low:.3f} to "
+            f"{high:.3f}; the hypothesis beats {controls.percentile:.0f}% of them, permutation p = {controls.p_value:.3g}")
+    if beats_random is not None:
+        text += f" (beats_random={beats_random:g} needs p <= {1 - beats_random:.3g})"
+    return text + (f"; {controls.note}" if controls.note else "")
+
+
 def make_record(claim_id: str, spec: ClaimSpec, result, name: str, paths: list, verdict: str, seconds: float,
-                message: str) -> dict:
+                message: str, controls=None) -> dict:
     """One claim's row plus what the HTML page draws; plain JSON-able values only, so it can
     travel from a pytest-xdist worker to the controller.  For patching kinds, clean / ablated /
     scrubbed are the target / base / patched runs (see interventions/effects.py)."""
@@ -126,6 +174,9 @@ def make_record(claim_id: str, spec: ClaimSpec, result, name: str, paths: list, 
         "cache_hits": int(result.cache_hits), "seconds": float(seconds),
         "message": message,
         "paths": paths, "unit": f"{result.units} {result.unit}{'s' if result.units != 1 else ''}",
+        "control_p": float("nan") if controls is None else float(controls.p_value),
+        "control_percentile": float("nan") if controls is None else float(controls.percentile),
+        "controls": [] if controls is None else [float(x) for x in controls.controls],
         "per_example": {column: [float(x) for x in per_example[column]] for column in ("clean", "ablated", "scrubbed")}
         | {column: [int(x) for x in per_example[column]] for column in ("draw", "example")},
     }
@@ -140,7 +191,8 @@ def empty_record(claim_id: str, spec: ClaimSpec | None, verdict: str, message: s
         base.update(model=spec.model, task=spec.task, n=spec.n, seed=spec.seed, draws=spec.draws, metric=spec.metric,
                     ablation=spec.ablation, resampling=spec.resampling, level=spec.level, at_least=_number(spec.at_least), at_most=_number(spec.at_most))
     return {
-        "claim": claim_id, "kind": "", "hypothesis": "", "unit": "", **base, "clean": nan, "ablated": nan, "scrubbed": nan, "recovered": nan,
+        "claim": claim_id, "kind": "", "hypothesis": "", "unit": "", "control_p": nan, "control_percentile": nan,
+        "controls": [], **base, "clean": nan, "ablated": nan, "scrubbed": nan, "recovered": nan,
         "ci_low": nan, "ci_high": nan, "effect_low": nan, "effect_high": nan, "verdict": verdict, "node_evaluations": 0, "forward_passes": 0,
         "cache_hits": 0, "seconds": seconds, "message": message, "paths": [], "per_example": {},
     }

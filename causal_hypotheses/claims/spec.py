@@ -17,7 +17,8 @@ RESAMPLING = ("independent", "shared")  # causal_hypotheses.interventions.scrubb
 THRESHOLDS = ("at_least", "at_most")
 # A profile never scales a claim's n below this (nor below the n the claim states, if smaller).
 MIN_SCALED_N = 8
-MARKER_ARGUMENTS = ("model", "task", "metric", "at_least", "at_most", "n", "seed", "draws", "ablation", "resampling", "level")
+MARKER_ARGUMENTS = ("model", "task", "metric", "at_least", "at_most", "n", "seed", "draws", "ablation", "resampling",
+                    "level", "beats_random")
 
 
 
@@ -55,6 +56,7 @@ class ClaimSpec:
     ablation: str
     level: float
     resampling: str = "independent"
+    beats_random: float | None = None  # the claim also needs p <= 1 - beats_random against random controls
     notes: tuple[str, ...] = ()  # what the settings changed that the claim's author should know
 
     def thresholds(self) -> str:
@@ -130,6 +132,10 @@ def make_spec(
     ablation = values.get("ablation", "resample")
     if ablation not in ABLATIONS:
         problems.append(f"ablation={ablation!r}: expected one of {', '.join(ABLATIONS)}")
+    beats_random = values.get("beats_random")
+    if beats_random is not None and (not _is_real(beats_random) or not 0 < beats_random < 1):
+        problems.append(f"beats_random={beats_random!r}: expected a level strictly between 0 and 1, e.g. 0.95 (the "
+                        "hypothesis must beat random hypotheses of its shape: permutation p-value <= 1 - level)")
     resampling = values.get("resampling", "independent")
     if resampling not in RESAMPLING:
         problems.append(f"resampling={resampling!r}: expected 'independent' (Chan et al.: a sample per unimportant input; "
@@ -164,5 +170,6 @@ def make_spec(
         model=chosen_model, task=task, metric=metric,
         at_least=None if at_least is None else float(at_least), at_most=None if at_most is None else float(at_most),
         n=n, seed=seed if seed is not None else values.get("seed", 0), draws=values.get("draws", profile.draws),
-        ablation=ablation, resampling=resampling, level=float(level), notes=tuple(notes),
+        ablation=ablation, resampling=resampling, level=float(level),
+        beats_random=None if beats_random is None else float(beats_random), notes=tuple(notes),
     )

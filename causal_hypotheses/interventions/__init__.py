@@ -1,10 +1,17 @@
 """Interventions: each compiles to the engine's which/branch."""
+from .controls import ControlResult, control, random_like
+from .effects import EffectResult, patch_effect
 from .interchange import CausalModel, InterchangeResult, interchange_intervention_accuracy
 from .patching import activation_patch, activation_patch_sweep, path_patch, path_patch_sweep
 from .scrubbing import Hypothesis, ScrubResult, scrub
 
 __all__ = [
     "CausalModel",
+    "ControlResult",
+    "EffectResult",
+    "control",
+    "patch_effect",
+    "random_like",
     "Hypothesis",
     "InterchangeResult",
     "ScrubResult",

@@ -9,5 +9,5 @@ from __future__ import annotations
 
 from .table import EXAMPLE_COLUMNS, examples_text, COLUMNS, COMPARISON, IDENTITY, RUN_DEPENDENT, COMPARABLE, _VERDICT_COLOURS, VERDICTS, to_frame, csv_text, write_csv, read_csv, write_atomic, _write_text, _num, threshold_text, recovered_text, _effect_text, summary_rows, text_table, verdict_counts  # noqa: F401
 from .baselines import baseline_problem, Limit, Drift, _identity, mismatches, compare, comparison_fields  # noqa: F401
-from .plots import _ticks, _jitter, _axis, distribution_svg  # noqa: F401
+from .plots import controls_svg, _ticks, _jitter, _axis, distribution_svg  # noqa: F401
 from .page import _OTHER, hypothesis_note, hypothesis_digraph, _inline_svg, graph_html, environment, anchor, claim_figures, _notes_html, _baseline_text, claim_section, _CSS, render_html, write_html  # noqa: F401

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from .table import _VERDICT_COLOURS, _write_text, _num, threshold_text, recovered_text, _effect_text, summary_rows, verdict_counts
-from .plots import distribution_svg
+from .plots import controls_svg, distribution_svg
 
 
 _OTHER = {"resample": "its own random example", "mean": "the dataset mean of what it carries", "zero": "zero"}
@@ -131,6 +131,7 @@ def claim_figures(record: Mapping) -> str:
         graph_html(hypothesis_digraph(record.get("paths", []), record.get("hypothesis", ""), record["ablation"])),
         "<h3>Per-example distribution</h3>",
         distribution_svg(record),
+        *(["<h3>Random controls</h3>", controls_svg(record)] if record.get("controls") else []),
     ])
 
 

@@ -119,3 +119,31 @@ def distribution_svg(record: Mapping, width: int = 640) -> str:
         parts += _axis(x, low, high, top, bottom, left, right)
     parts.append("</svg>")
     return "".join(parts)
+
+
+def controls_svg(record: Mapping, width: int = 640) -> str:
+    """The fractions recovered by a claim's random controls (dots) with the hypothesis's own
+    (a red line), as inline SVG; empty when the claim ran no controls."""
+    controls = [v for v in record.get("controls") or [] if math.isfinite(v)]
+    own = record.get("recovered")
+    if not controls or own is None or not math.isfinite(own):
+        return ""
+    left, right, top, bottom = 64, width - 20, 28, 70
+    low, high = min(controls + [own, 0.0]), max(controls + [own, 1.0])
+    pad = (high - low) * 0.05 or 0.5
+    low, high = low - pad, high + pad
+
+    def x(v: float) -> float:
+        return left + (v - low) / (high - low) * (right - left)
+
+    label = html.escape(f"random controls of {record['claim']}")
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="100" viewBox="0 0 {width} 100" role="img" '
+             f'aria-label="{label}" font-family="Helvetica, Arial, sans-serif" font-size="10">',
+             f'<text x="{left}" y="12" font-weight="bold">fraction recovered by {len(controls)} random hypotheses of the same '
+             f'shape (dots) and by the hypothesis (red); p = {record.get("control_p", float("nan")):.3g}</text>']
+    for i, v in enumerate(controls):
+        parts.append(f'<circle cx="{x(v):.1f}" cy="{(top + bottom) / 2 + 12 * _jitter(i):.1f}" r="3" fill="#555" fill-opacity="0.6"/>')
+    parts.append(f'<line x1="{x(own):.1f}" y1="{top - 6}" x2="{x(own):.1f}" y2="{bottom}" stroke="#c0392b" stroke-width="2"/>')
+    parts += _axis(x, low, high, top, bottom, left, right)
+    parts.append("</svg>")
+    return "".join(parts)

@@ -15,7 +15,7 @@ from typing import Iterable, Mapping, Sequence
 COLUMNS = (
     "claim", "kind", "model", "task", "hypothesis", "n", "seed", "draws", "metric", "ablation", "resampling",
     "clean", "ablated", "scrubbed", "recovered", "ci_low", "ci_high", "level", "unit", "effect_low", "effect_high",
-    "at_least", "at_most",
+    "at_least", "at_most", "control_p", "control_percentile",
     "verdict", "node_evaluations", "forward_passes", "cache_hits", "seconds", "message",
     "baseline_recovered", "change", "drift",
 )
