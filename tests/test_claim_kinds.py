@@ -152,3 +152,27 @@ def test_too_few_controls_for_the_level(claim):
     assert "with control=10 the smallest possible is 1/11; use control >= 99" in frame.loc[2, "message"]
     page = (pytester.path / "reports" / "latest.html").read_text()
     assert page.count("random controls of test_claims.py::") == 2
+
+
+def test_a_hypothesis_that_falls_short_is_told_what_it_misses(pytester):
+    """The true induction circuit with one key composition left out: the failure message ranks
+    exactly that path first (tests/test_hints.py checks the ranking itself)."""
+    result = run(pytester, """
+from causal_hypotheses.trained import INDUCTION_HEADS
+
+@pytest.mark.claim(**{**TINY, "n": 16, "seed": 0}, at_least=0.9)
+def test_one_composition_missing(claim):
+    paths = {}
+    for head in INDUCTION_HEADS:
+        paths[(head + ".v", "embed")] = None
+        for sender in ("embed", "a0.h0"):
+            paths[(head + ".q", sender)] = None
+        for sender in ("a0.h0", "a0.h3"):
+            if (head, sender) != ("a1.h2", "a0.h3"):
+                paths[(head + ".k", sender)] = None
+    claim.scrub(Hypothesis(paths, name="a1.h2's key misses a0.h3"))
+""")
+    result.assert_outcomes(failed=1)
+    message = latest(pytester).loc[0, "message"]
+    lines = message.split("hints (paths left out, by what adding each would recover):\n")[1].splitlines()
+    assert lines[0].startswith("    adding ('a1.h2.k', 'a0.h3') would recover +")

@@ -38,20 +38,25 @@ class Claim:
         self.result = None
         self.record: dict | None = None
         self._controls = None
+        self._hint = None
         self._inconclusive = inconclusive
 
     @property
     def engine(self):
         return self.model.engine
 
-    def scrub(self, hypothesis, *, control: int | None = None):
+    def scrub(self, hypothesis, *, control: int | None = None, hints: int = 5):
         """Causally scrub ``hypothesis`` (a :class:`Hypothesis`) on the claim's task; return the
         ScrubResult when the claim holds, raise ClaimNotMet otherwise.
 
         ``control=N`` also scrubs N random hypotheses of the same shape (seeded; see
         interventions/controls.py) and reports where the hypothesis stands among them; with
         ``beats_random=`` on the marker (20 controls unless given) the claim also needs the
-        permutation p-value to be at most 1 - beats_random."""
+        permutation p-value to be at most 1 - beats_random.
+
+        When a positive claim (``at_least``) falls short, the ``hints`` (default 5) paths it leaves
+        out one level below what it names that would add the most recovery are ranked on the
+        engine (interventions/hints.py) and listed in the message; ``hints=0`` skips that."""
         from ..interventions.scrubbing import Hypothesis, scrub
 
         self._once()
@@ -70,6 +75,7 @@ class Claim:
                 f"{self.id}: beats_random={spec.beats_random:g} needs a p-value <= {1 - spec.beats_random:.3g}, but with "
                 f"control={control} the smallest possible is 1/{control + 1}; use control >= {_controls_for(spec.beats_random)}")
         paths = [[list(p), f] for p, f in hypothesis.paths.items()]
+        self._hint = (hypothesis, hints) if hints else None
         if control is None:
             return self._judge(hypothesis.name, paths,
                                lambda: scrub(self.engine, hypothesis, self.task, spec.metric, seed=spec.seed, draws=spec.draws,
@@ -105,6 +111,22 @@ class Claim:
                                                       direction=direction, level=self.spec.level, senders=senders,
                                                       receivers=receivers, positions=positions))
 
+    def _hints_text(self, hypothesis, top: int) -> str:
+        """The paths whose addition would recover the most, in words (never fails the claim itself)."""
+        from ..interventions.hints import hints
+
+        spec = self.spec
+        try:
+            found = hints(self.engine, hypothesis, self.task, spec.metric, top=top, seed=spec.seed, draws=spec.draws,
+                          ablation=spec.ablation, resampling=spec.resampling, max_candidates=64)
+        except Exception as error:  # noqa: BLE001 - a hint is advice; its failure must not hide the verdict
+            return f"  hints: could not rank the missing paths ({type(error).__name__}: {error})"
+        useful = [hint for hint in found if hint.adds > 0]
+        if not useful:
+            return "  hints: no single path one level below the hypothesis adds recovery"
+        return "  hints (paths left out, by what adding each would recover):\n" + "\n".join(
+            f"    adding {hint.pattern!r} would recover {hint.adds:+.3f} (to {hint.recovered:.3f})" for hint in useful)
+
     def _once(self) -> None:
         if self.result is not None:
             raise ClaimSpecError(f"{self.id}: this claim already ran an experiment; one experiment per claim "
@@ -119,6 +141,8 @@ class Claim:
         seconds = time.perf_counter() - started
         verdict = decide(*result.ci, spec.at_least, spec.at_most, effect=result.effect_ci)
         message = explain(verdict, spec, result, name)
+        if verdict in ("fail", "inconclusive") and spec.at_least is not None and self._hint is not None:
+            message += "\n" + self._hints_text(*self._hint)
         controls = self._controls
         if controls is not None:
             message += "\n  " + control_text(controls, spec.beats_random)

@@ -1,6 +1,7 @@
 """Interventions: each compiles to the engine's which/branch."""
 from .controls import ControlResult, control, random_like
 from .effects import EffectResult, patch_effect
+from .hints import Hint, hints
 from .interchange import CausalModel, InterchangeResult, interchange_intervention_accuracy
 from .patching import activation_patch, activation_patch_sweep, path_patch, path_patch_sweep
 from .scrubbing import Hypothesis, ScrubResult, scrub
@@ -9,6 +10,8 @@ __all__ = [
     "CausalModel",
     "ControlResult",
     "EffectResult",
+    "Hint",
+    "hints",
     "control",
     "patch_effect",
     "random_like",
