@@ -16,17 +16,7 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-# pytester's in-process runs drop the modules they import when they finish, and torch cannot be
-# imported twice in one process: import what a claim loads here, once, so the runs find it.
-import causal_hypotheses.engine.drawing  # noqa: E402,F401
-import causal_hypotheses.interventions  # noqa: E402,F401
-import causal_hypotheses.models  # noqa: E402,F401
-import causal_hypotheses.tasks  # noqa: E402,F401
-import graphviz  # noqa: E402,F401
-from transformers import GPT2Config, GPT2LMHeadModel, GPT2Tokenizer  # noqa: E402,F401
-
-# Load the plugin by module name; "no:" blocks the entry point, should it be installed too.
-PLUGIN = ("-p", "no:causal_hypotheses", "-p", "causal_hypotheses.plugin", "-p", "no:cacheprovider", "--strict-markers")
+from plugin_support import PLUGIN  # noqa: E402,F401  (also loads what claims import)
 TINY = 'model="induction-2l", task="induction", metric="loss", n=8, seed=3'
 HEADER = f"""
 import pytest

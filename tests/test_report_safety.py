@@ -21,32 +21,8 @@ from causal_hypotheses.session import ClaimSession, ClaimsReportWarning, Setting
 
 pytest_plugins = ["pytester"]
 
-# See test_plugin.py: what claims import must already be loaded for pytester's in-process runs.
-import causal_hypotheses.engine.drawing  # noqa: E402,F401
-import causal_hypotheses.interventions  # noqa: E402,F401
-import causal_hypotheses.models  # noqa: E402,F401
-import causal_hypotheses.tasks  # noqa: E402,F401
-import graphviz  # noqa: E402,F401
 import torch  # noqa: E402
-from transformers import GPT2Config, GPT2LMHeadModel, GPT2Tokenizer  # noqa: E402,F401
-
-PLUGIN = ("-p", "no:causal_hypotheses", "-p", "causal_hypotheses.plugin", "-p", "no:cacheprovider", "--strict-markers")
-CLAIMS = """
-import pytest
-from causal_hypotheses import Hypothesis
-
-pytestmark = pytest.mark.claim(model="induction-2l", task="induction", metric="loss", n=8, seed=5)
-
-
-@pytest.mark.claim(at_least=0.9)
-def test_every_writer(claim):
-    claim.scrub(Hypothesis({(w,): None for w in claim.engine.graph.writers()}, name="every writer"))
-
-
-@pytest.mark.claim(at_most=0.1)
-def test_nothing(claim):
-    claim.scrub(Hypothesis({}, name="nothing"))
-"""
+from plugin_support import PLUGIN, TWO_CLAIMS as CLAIMS  # noqa: E402,F401  (also loads what claims import)
 ROOT = os.geteuid() == 0
 
 

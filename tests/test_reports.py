@@ -15,15 +15,8 @@ from causal_hypotheses import reports
 
 pytest_plugins = ["pytester"]
 
-# See test_plugin.py: what claims import must already be loaded for pytester's in-process runs.
-import causal_hypotheses.engine.drawing  # noqa: E402,F401
-import causal_hypotheses.interventions  # noqa: E402,F401
-import causal_hypotheses.models  # noqa: E402,F401
-import causal_hypotheses.tasks  # noqa: E402,F401
-import graphviz  # noqa: E402,F401
-from transformers import GPT2Config, GPT2LMHeadModel, GPT2Tokenizer  # noqa: E402,F401
-
-PLUGIN = ("-p", "no:causal_hypotheses", "-p", "causal_hypotheses.plugin", "-p", "no:cacheprovider", "--strict-markers")
+import causal_hypotheses.engine.drawing  # noqa: E402
+from plugin_support import PLUGIN  # noqa: E402,F401  (also loads what claims import)
 CLAIMS = """
 import pytest
 from causal_hypotheses import Hypothesis

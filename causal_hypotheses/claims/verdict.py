@@ -108,15 +108,8 @@ def _explain(verdict: str, spec: ClaimSpec, result, hypothesis_name: str) -> str
                 "metric value, so there is nothing to recover; choose a metric or task the ablation changes")
     else:
         head = f"inconclusive — {_advice(spec, result)}"
-    sides = []
-    if spec.at_least is not None:
-        side = "clears" if low >= spec.at_least else "lies entirely below" if high < spec.at_least else "straddles"
-        sides.append(f"{side} at_least={spec.at_least:g}")
-    if spec.at_most is not None:
-        side = "clears" if high <= spec.at_most else "lies entirely above" if low > spec.at_most else "straddles"
-        sides.append(f"{side} at_most={spec.at_most:g}")
     judged = (f"{interval}, not judged against {spec.thresholds()}" if verdict == "no-effect"
-              else f"{interval} {' and '.join(sides)}")
+              else f"{interval} {_sides(spec, low, high)}")
     return (
         f"{head}: {judged}\n"
         f"  hypothesis {hypothesis_name!r} on model {spec.model}, task {spec.task}, metric {spec.metric}, "

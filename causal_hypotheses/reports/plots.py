@@ -30,6 +30,19 @@ def _axis(x, low: float, high: float, top: float, bottom: float, left: float, ri
     return parts
 
 
+def _scale(values, left: float, right: float):
+    """(low, high, x): the finite values' range padded by 5%, and the map from value to pixel."""
+    finite = [v for v in values if math.isfinite(v)]
+    low, high = min(finite), max(finite)
+    pad = (high - low) * 0.05 or 0.5
+    low, high = low - pad, high + pad
+
+    def x(v: float) -> float:
+        return left + (v - low) / (high - low) * (right - left)
+
+    return low, high, x
+
+
 def distribution_svg(record: Mapping, width: int = 640) -> str:
     """Per-example distribution of a claim, as inline SVG.
 
@@ -56,14 +69,8 @@ def distribution_svg(record: Mapping, width: int = 640) -> str:
         shares = [(s - a) / denominator for s, a in zip(scrubbed, ablated)]
         marks = [0.0, 1.0, record["recovered"], record["ci_low"], record["ci_high"]]
         marks += [t for t in (record.get("at_least"), record.get("at_most")) if t is not None and not math.isnan(t)]
-        finite = [v for v in shares + marks if math.isfinite(v)]
-        low, high = min(finite), max(finite)
-        pad = (high - low) * 0.05 or 0.5
-        low, high = low - pad, high + pad
+        low, high, x = _scale(shares + marks, left, right)
         top, bottom = 22, 150
-
-        def x(v: float) -> float:
-            return left + (v - low) / (high - low) * (right - left)
 
         parts.append(f'<text x="{left}" y="12" font-weight="bold">share of the recovery per example '
                      f'(mean = fraction recovered; {len(shares)} values)</text>')
@@ -100,13 +107,8 @@ def distribution_svg(record: Mapping, width: int = 640) -> str:
     # The metric per example in each run.
     values = [v for v in clean + ablated + scrubbed if math.isfinite(v)]
     if values:
-        low, high = min(values), max(values)
-        pad = (high - low) * 0.05 or 0.5
-        low, high = low - pad, high + pad
+        low, high, x = _scale(values, left, right)
         top, bottom = 200, 300
-
-        def x(v: float) -> float:
-            return left + (v - low) / (high - low) * (right - left)
 
         parts.append(f'<text x="{left}" y="{top - 12}" font-weight="bold">{html.escape(str(record["metric"]))} per example</text>')
         for row, (name, series, colour) in enumerate((("clean", clean, "#2e7d32"), ("ablated", ablated, "#c62828"),
@@ -129,12 +131,7 @@ def controls_svg(record: Mapping, width: int = 640) -> str:
     if not controls or own is None or not math.isfinite(own):
         return ""
     left, right, top, bottom = 64, width - 20, 28, 70
-    low, high = min(controls + [own, 0.0]), max(controls + [own, 1.0])
-    pad = (high - low) * 0.05 or 0.5
-    low, high = low - pad, high + pad
-
-    def x(v: float) -> float:
-        return left + (v - low) / (high - low) * (right - left)
+    low, high, x = _scale(controls + [own, 0.0, 1.0], left, right)
 
     label = html.escape(f"random controls of {record['claim']}")
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="100" viewBox="0 0 {width} 100" role="img" '
