@@ -44,8 +44,10 @@ OPTIONS = (
 
 MARKER_HELP = (
     "claim(model, task, metric, at_least=None, at_most=None, n=None, seed=0, draws=None, ablation='resample', "
-    "resampling='independent', level=0.95): an interpretability claim checked by causal scrubbing; pass when the whole confidence interval "
-    "of the fraction recovered clears at_least (and/or lies under at_most). Use the `claim` fixture to run it."
+    "resampling='independent', level=0.95, beats_random=None): an interpretability claim checked by causal "
+    "scrubbing or patching; pass when the whole confidence interval of the fraction recovered (or moved) clears "
+    "at_least (and/or lies under at_most). Use the `claim` fixture: claim.scrub(...), claim.activation_patch(...), "
+    "claim.path_patch(...)."
 )
 
 

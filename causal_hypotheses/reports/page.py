@@ -229,9 +229,10 @@ def render_html(frame, sections: Sequence[str], env: Mapping[str, str], title: s
         f"<title>{html.escape(title)}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f"<p>{len(frame)} claims: {html.escape(summary)}. The interval is a bootstrap confidence interval of the "
-        "fraction recovered, (scrubbed − ablated) / (clean − ablated); a claim passes when the whole interval "
-        "clears its threshold.</p>",
+        f"<p>{len(frame)} claims: {html.escape(summary)}. The interval is Fieller's confidence interval of the "
+        "fraction recovered, (scrubbed − ablated) / (clean − ablated), over the unit each claim names (for "
+        "patching claims: the fraction of the clean-to-corrupt change moved, (patched − base) / (target − base)); "
+        "a claim passes when the whole interval clears its threshold.</p>",
         _notes_html(notes),
         f'<table class="summary"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>',
         *sections,
