@@ -85,6 +85,8 @@ def test_the_embedding_paths_into_layer_1(claim):
     assert "moved 1.000 of the change" in frame.loc[0, "message"] and "the clean run with" in frame.loc[0, "message"]
     page = (pytester.path / "reports" / "latest.html").read_text()
     assert "target / base / patched" in page and "path_patch (noising)" in page
+    assert "<h3>Hypothesis</h3>" not in page and "empty hypothesis" not in page  # nothing drawn that was not tested
+    assert ">patched</text>" in page and ">target</text>" in page  # the per-example rows name the runs
 
 
 def test_per_example_values_and_run_metadata_are_written_beside_the_csv(pytester):

@@ -125,10 +125,14 @@ def claim_figures(record: Mapping) -> str:
     """The costly part of a claim's section (hypothesis graph and distribution plot), rendered once."""
     if not record.get("per_example"):
         return ""
-    return "\n".join([
+    scrub = (record.get("kind") or "scrub") == "scrub"
+    drawing = [  # a patching claim has no hypothesis to draw: its facts say what was patched
         "<h3>Hypothesis</h3>",
         f'<p class="note">{html.escape(hypothesis_note(record["ablation"], record.get("resampling", "independent")))}</p>',
         graph_html(hypothesis_digraph(record.get("paths", []), record.get("hypothesis", ""), record["ablation"])),
+    ] if scrub else []
+    return "\n".join([
+        *drawing,
         "<h3>Per-example distribution</h3>",
         distribution_svg(record),
         *(["<h3>Random controls</h3>", controls_svg(record)] if record.get("controls") else []),

@@ -111,8 +111,8 @@ def distribution_svg(record: Mapping, width: int = 640) -> str:
         top, bottom = 200, 300
 
         parts.append(f'<text x="{left}" y="{top - 12}" font-weight="bold">{html.escape(str(record["metric"]))} per example</text>')
-        for row, (name, series, colour) in enumerate((("clean", clean, "#2e7d32"), ("ablated", ablated, "#c62828"),
-                                                      ("scrubbed", scrubbed, "#1565c0"))):
+        names = ("clean", "ablated", "scrubbed") if (record.get("kind") or "scrub") == "scrub" else ("target", "base", "patched")
+        for row, (name, series, colour) in enumerate(zip(names, (clean, ablated, scrubbed), ("#2e7d32", "#c62828", "#1565c0"))):
             y = top + 15 + row * 30
             parts.append(f'<text x="{left - 4}" y="{y + 3}" text-anchor="end">{name}</text>')
             for i, v in enumerate(series):
