@@ -76,6 +76,20 @@ def fraction_recovered(scrubbed: float, ablated: float, clean: float) -> float:
     return (scrubbed - ablated) / denominator
 
 
+def finite(values: torch.Tensor, metric, where: str) -> torch.Tensor:
+    """``values`` (per example) as float64, or an InputError saying on how many examples of
+    ``where`` (e.g. "the clean run") the metric is NaN or inf: no fraction can be computed then."""
+    values = values.double()
+    bad = int((~torch.isfinite(values)).sum())
+    if bad:
+        raise InputError(
+            f"metric {getattr(metric, '__name__', metric)!r} is not finite (NaN or inf) on {bad} of {values.numel()} "
+            f"examples of {where}, so no fraction recovered can be computed; check the model's dtype (float16 "
+            "overflows), the task's answers and targets, and the metric"
+        )
+    return values
+
+
 def whole_number(value, name: str, low: int, example: str) -> int:
     """``value`` as an int when it is a whole number >= ``low`` (Python or numpy integer, or a
     0-d integer tensor); otherwise an InputError naming the value and an example."""

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from ..errors import InputError
-from ..metrics import fraction_recovered, get_metric
+from ..metrics import finite, fraction_recovered, get_metric
 from ..stats import mean_interval, ratio_interval
 from .patching import activation_patch, path_patch
 
@@ -83,12 +83,7 @@ def patch_effect(engine, task, metric, *, kind: str, direction: str = "noising",
     else:  # pragma: no cover - the claims only ask for these two
         raise InputError(f"kind={kind!r}: expected 'activation_patch' or 'path_patch'")
     for name, logits in (("base", base_run.logits), ("target", target_run.logits), ("patched", patched_logits)):
-        values = measure(logits.float().cpu(), task, clean_logits).double()
-        bad = int((~torch.isfinite(values)).sum())
-        if bad:
-            raise InputError(f"metric {metric!r} is not finite (NaN or inf) on {bad} of {values.numel()} examples of the "
-                             f"{name} run; check the model's dtype, the task's answers and the metric")
-        runs[name] = values
+        runs[name] = finite(measure(logits.float().cpu(), task, clean_logits), metric, f"the {name} run")
     clusters = task.features[task.cluster] if task.cluster is not None else None
     unit = task.cluster or "example"
     moved = ratio_interval(runs["patched"] - runs["base"], runs["target"] - runs["base"], level=level, clusters=clusters, unit=unit)

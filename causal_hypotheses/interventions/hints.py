@@ -70,9 +70,8 @@ import torch
 
 from ..errors import InputError, UnknownComponentError
 from ..graph import CHANNELS, Component, ModelGraph, component, within
-from ..metrics import get_metric, whole_number
-from .scrubbing import Hypothesis, _draw_agreeing, _draw_others, _fixed, hypothesis_functions, scrub
-from .treeify import Sampler, correspondence, rotations, scrub_functions
+from ..metrics import finite, get_metric, whole_number
+from .scrubbing import Hypothesis, draw_setups, scrub
 
 COMPLETE = 1 - 1e-6  # a base fraction recovered at least this leaves nothing to add
 TOKENS_PER_RUN = 65536  # default size of a batched run, in tokens (candidates x examples x positions)
@@ -267,35 +266,6 @@ def _batched(base, candidates: list[tuple], functions: list, n: int):
     return which, branch
 
 
-def _draw_setups(hypothesis: Hypothesis, task, ablation: str, resampling: str, seed: int, draws: int):
-    """Per draw: the inputs and a function ``paths -> (which, branch)`` for one tree, drawing
-    exactly what ``scrub`` draws for that draw (same generator, same order)."""
-    tokens = task.clean
-    n = tokens.shape[0]
-    generator = torch.Generator().manual_seed(seed)  # scrub's, consumed in the same order (shared mode)
-    features = sorted({f for f in hypothesis.paths.values() if f is not None})
-    for draw in range(draws):
-        if resampling == "independent":
-            inputs = rotations(tokens)
-            fixed = None
-            if ablation != "resample":
-                inputs.append(_fixed(ablation, tokens))
-                fixed = n
-
-            def functions(paths, draw=draw, fixed=fixed):
-                return scrub_functions(correspondence(paths), Sampler(n, task.features, seed, draw), fixed)
-        else:
-            unimportant = tokens[_draw_others(n, generator)] if ablation == "resample" else _fixed(ablation, tokens)
-            agreeing = [tokens[_draw_agreeing(task.features[f], generator)] for f in features]
-            inputs = [tokens, unimportant, *agreeing]
-
-            def functions(paths):
-                input_of = [0 if f is None else 2 + features.index(f) for f in paths.values()]
-                which, branch, _ = hypothesis_functions(list(paths), input_of, fallback=1)
-                return which, branch
-        yield draw, inputs, functions
-
-
 def _reading(metric, task):
     """(positions, task): the positions a built-in metric reads (the engine then unembeds those
     only, the costliest step with a large vocabulary) and the task to measure them with; (None,
@@ -323,22 +293,17 @@ def _scrubbed_means(engine, hypothesis, task, candidates, metric, clean_logits, 
     positions, measured_task = _reading(metric, task)
     totals = torch.zeros(len(candidates), dtype=torch.float64)
     started = time.perf_counter()
-    for draw, inputs, functions in _draw_setups(hypothesis, task, ablation, resampling, seed, draws):
+    generator = torch.Generator().manual_seed(seed)  # scrub's, consumed in the same order (shared mode)
+    for draw, inputs, functions in draw_setups(hypothesis, task, ablation, resampling, seed, draws, generator):
         done = 0
         for c, chunk in enumerate(chunks):
-            trees = [functions({**hypothesis.paths, candidate: None}) for candidate in chunk]
-            which, branch = _batched(functions(hypothesis.paths), chunk, trees, n)
+            trees = [functions({**hypothesis.paths, candidate: None})[:2] for candidate in chunk]
+            which, branch = _batched(functions(hypothesis.paths)[:2], chunk, trees, n)
             run = engine.run(_tiled(inputs, len(chunk)), which, branch, logit_positions=positions)
             logits = run.logits.float().cpu()
             for k in range(len(chunk)):
-                values = measure(logits[k * n : (k + 1) * n], measured_task, clean_logits).double()
-                bad = int((~torch.isfinite(values)).sum())
-                if bad:
-                    raise InputError(
-                        f"the metric is not finite (NaN or inf) on {bad} of {n} examples with candidate {chunk[k]!r} "
-                        "added, so no fraction recovered can be computed; check the model's dtype (float16 "
-                        "overflows), the task's answers and targets, and the metric"
-                    )
+                values = finite(measure(logits[k * n : (k + 1) * n], measured_task, clean_logits), metric,
+                                f"the run with candidate {chunk[k]!r} added")
                 totals[done + k] += values.mean()
             done += len(chunk)
             if label:

@@ -41,7 +41,7 @@ from ..engine.core import MeanInput, ZeroInput
 from ..errors import InputError
 from ..graph import ANY_MODEL, within
 from .treeify import Sampler, correspondence, rotations, scrub_functions
-from ..metrics import fraction_recovered, get_metric, whole_number
+from ..metrics import finite, fraction_recovered, get_metric, whole_number
 from ..stats import mean_interval, ratio_interval
 
 ABLATIONS = ("resample", "mean", "zero")
@@ -214,24 +214,18 @@ def scrub(
 
     def measured(run, clean_logits, label: str) -> torch.Tensor:
         # Metrics compare with the task's tensors, which stay on the CPU whatever the device.
-        values = measure(run.logits.float().cpu(), task, clean_logits).double()
-        bad = int((~torch.isfinite(values)).sum())
-        if bad:
-            raise InputError(
-                f"metric {metric!r} is not finite (NaN or inf) on {bad} of {values.numel()} examples of the {label} "
-                "run, so no fraction recovered can be computed; check the model's dtype (float16 overflows), "
-                "the task's answers and targets, and the metric"
-            )
-        return values
+        return finite(measure(run.logits.float().cpu(), task, clean_logits), metric, f"the {label} run")
 
     clean_run = engine.run([tokens], lambda path: 0)
     clean_logits = clean_run.logits.float().cpu()
     clean_values = measured(clean_run, clean_logits, "clean")
     rows, counters = [], [0, 0, 0]
     ablated_all, scrubbed_all = [], []
-    runs = _shared_runs if resampling == "shared" else _independent_runs
-    for draw in range(draws):
-        scrubbed_run, ablated_run = runs(engine, hypothesis, task, tokens, ablation, seed, draw, generator)
+    for draw, inputs, functions in draw_setups(hypothesis, task, ablation, resampling, seed, draws, generator):
+        which, branch, key = functions(hypothesis.paths)
+        scrubbed_run = engine.run(inputs, which, branch, key=key)
+        which, branch, key = functions({})  # the baseline: nothing named
+        ablated_run = engine.run(inputs, which, branch, key=key)
         scrubbed = measured(scrubbed_run, clean_logits, "scrubbed")
         ablated = measured(ablated_run, clean_logits, "ablated")
         for run in (scrubbed_run, ablated_run):
@@ -263,28 +257,32 @@ def _fixed(ablation: str, tokens: torch.Tensor):
     return MeanInput(tokens) if ablation == "mean" else ZeroInput()
 
 
-def _independent_runs(engine, hypothesis, task, tokens, ablation, seed, draw, generator):
-    """Chan et al.: a sample per unimportant input, agreement with the parent's sample (treeify.py)."""
-    n = tokens.shape[0]
-    inputs = rotations(tokens)
-    fixed = None
-    if ablation != "resample":
-        inputs.append(_fixed(ablation, tokens))
-        fixed = n
-    results = []
-    for tree in (correspondence(hypothesis.paths), correspondence({})):
-        which, branch = scrub_functions(tree, Sampler(n, task.features, seed, draw), fixed)
-        results.append(engine.run(inputs, which, branch))
-    return results
-
-
-def _shared_runs(engine, hypothesis, task, tokens, ablation, seed, draw, generator):
-    """One random other example (or the mean, or zero) for every unimportant path."""
+def draw_setups(hypothesis: Hypothesis, task, ablation: str, resampling: str, seed: int, draws: int,
+                generator: torch.Generator):
+    """Per draw: ``(draw, inputs, functions)``, ``functions(paths) -> (which, branch, key)`` for one
+    hypothesis's paths (``{}``: the baseline) on those inputs.  Independent resampling draws per
+    place in the tree (treeify.py); shared resampling draws one other example and one agreeing
+    example per feature from ``generator``, in a fixed order, so hints.py can rebuild a scrub's
+    draws exactly."""
+    tokens = task.clean
     n = tokens.shape[0]
     features = sorted({f for f in hypothesis.paths.values() if f is not None})
-    unimportant = tokens[_draw_others(n, generator)] if ablation == "resample" else _fixed(ablation, tokens)
-    agreeing = {f: tokens[_draw_agreeing(task.features[f], generator)] for f in features}
-    inputs = [tokens, unimportant] + [agreeing[f] for f in features]
-    input_of = [0 if f is None else 2 + features.index(f) for f in hypothesis.paths.values()]
-    which, branch, key = hypothesis_functions(list(hypothesis.paths), input_of, fallback=1)
-    return engine.run(inputs, which, branch, key=key), engine.run(inputs, lambda path: 1)
+    for draw in range(draws):
+        if resampling == "independent":
+            inputs = rotations(tokens)
+            fixed = None
+            if ablation != "resample":
+                inputs.append(_fixed(ablation, tokens))
+                fixed = n
+
+            def functions(paths, draw=draw, fixed=fixed):
+                return (*scrub_functions(correspondence(paths), Sampler(n, task.features, seed, draw), fixed), None)
+        else:
+            unimportant = tokens[_draw_others(n, generator)] if ablation == "resample" else _fixed(ablation, tokens)
+            agreeing = [tokens[_draw_agreeing(task.features[f], generator)] for f in features]
+            inputs = [tokens, unimportant, *agreeing]
+
+            def functions(paths):
+                input_of = [0 if f is None else 2 + features.index(f) for f in paths.values()]
+                return hypothesis_functions(list(paths), input_of, fallback=1)
+        yield draw, inputs, functions
