@@ -63,6 +63,22 @@ INDUCTION_KEY_READS = PREVIOUS_TOKEN_HEADS + PREVIOUS_PREVIOUS_TOKEN_HEADS
 INDUCTION_QUERY_READS = PREVIOUS_TOKEN_HEADS
 
 
+def induction_hypothesis(query_from=("embed", *INDUCTION_QUERY_READS), key_from=INDUCTION_KEY_READS,
+                         value_from=("embed",), *, name: str = "induction (Q- and K-composition)", leave_out=()):
+    """A Hypothesis in the circuit's shape: each induction head writes to the output, and its
+    query, key and value read the example through the given senders (by default the circuit
+    found in the weights), less the patterns in ``leave_out``."""
+    from .interventions.scrubbing import Hypothesis
+
+    paths = {}
+    for head in INDUCTION_HEADS:
+        for channel, senders in (("q", query_from), ("k", key_from), ("v", value_from)):
+            for sender in senders:
+                if (f"{head}.{channel}", sender) not in leave_out:
+                    paths[(f"{head}.{channel}", sender)] = None
+    return Hypothesis(paths, name=name)
+
+
 def expected_parameter_shapes() -> dict[str, tuple[int, ...]]:
     """Parameter name -> shape for CONFIG."""
     d, inner, layers = CONFIG["n_embd"], CONFIG["n_inner"], CONFIG["n_layer"]

@@ -27,21 +27,15 @@ from __future__ import annotations
 
 import pytest
 
-from causal_hypotheses import Hypothesis
-from causal_hypotheses.trained import INDUCTION_HEADS, INDUCTION_KEY_READS, INDUCTION_QUERY_READS
+from causal_hypotheses.trained import INDUCTION_KEY_READS, INDUCTION_QUERY_READS, induction_hypothesis
 
 pytestmark = pytest.mark.claim(model="induction-2l", task="induction", metric="loss", n=64, seed=0, draws=2)
 OTHER_LAYER0 = [f"a0.h{h}" for h in range(4) if f"a0.h{h}" not in set(INDUCTION_KEY_READS) | set(INDUCTION_QUERY_READS)]
 
 
-def circuit(query_from, key_from, value_from, name: str) -> Hypothesis:
+def circuit(query_from, key_from, value_from, name: str):
     """Each induction head writes to the output; its q/k/v read the example through the given senders."""
-    paths = {}
-    for head in INDUCTION_HEADS:
-        for channel, senders in (("q", query_from), ("k", key_from), ("v", value_from)):
-            for sender in senders:
-                paths[(f"{head}.{channel}", sender)] = None
-    return Hypothesis(paths, name=name)
+    return induction_hypothesis(query_from, key_from, value_from, name=name)
 
 
 @pytest.mark.claim(at_least=0.9)

@@ -122,17 +122,10 @@ def test_random_controls_and_beats_random(pytester):
     """The true induction circuit beats every random hypothesis of its shape; the wrong one (the
     other layer-0 heads) does not, so beats_random fails it although its interval clears its bar."""
     result = run(pytester, """
-from causal_hypotheses.trained import INDUCTION_HEADS
+from causal_hypotheses.trained import induction_hypothesis
 
 def circuit(query, key):
-    paths = {}
-    for head in INDUCTION_HEADS:
-        paths[(head + ".v", "embed")] = None
-        for sender in query:
-            paths[(head + ".q", sender)] = None
-        for sender in key:
-            paths[(head + ".k", sender)] = None
-    return Hypothesis(paths, name="circuit")
+    return induction_hypothesis(query, key, name="circuit")
 
 @pytest.mark.claim(**{**TINY, "n": 24}, at_least=0.9, beats_random=0.9)
 def test_true_circuit_beats_random(claim):
@@ -160,19 +153,11 @@ def test_a_hypothesis_that_falls_short_is_told_what_it_misses(pytester):
     """The true induction circuit with one key composition left out: the failure message ranks
     exactly that path first (tests/test_hints.py checks the ranking itself)."""
     result = run(pytester, """
-from causal_hypotheses.trained import INDUCTION_HEADS
+from causal_hypotheses.trained import induction_hypothesis
 
 @pytest.mark.claim(**{**TINY, "n": 16, "seed": 0}, at_least=0.9)
 def test_one_composition_missing(claim):
-    paths = {}
-    for head in INDUCTION_HEADS:
-        paths[(head + ".v", "embed")] = None
-        for sender in ("embed", "a0.h0"):
-            paths[(head + ".q", sender)] = None
-        for sender in ("a0.h0", "a0.h3"):
-            if (head, sender) != ("a1.h2", "a0.h3"):
-                paths[(head + ".k", sender)] = None
-    claim.scrub(Hypothesis(paths, name="a1.h2's key misses a0.h3"))
+    claim.scrub(induction_hypothesis(leave_out=[("a1.h2.k", "a0.h3")], name="a1.h2's key misses a0.h3"))
 """)
     result.assert_outcomes(failed=1)
     message = latest(pytester).loc[0, "message"]

@@ -10,7 +10,7 @@ from causal_hypotheses import InputError, ModelGraph
 from causal_hypotheses.graph import component
 from causal_hypotheses.interventions import Hypothesis
 from causal_hypotheses.interventions.controls import ControlResult, Controls, control, random_like
-from causal_hypotheses.trained import INDUCTION_HEADS, INDUCTION_KEY_READS, INDUCTION_QUERY_READS
+from causal_hypotheses.trained import INDUCTION_KEY_READS, INDUCTION_QUERY_READS, induction_hypothesis
 
 GPT2_SMALL = ModelGraph(n_layers=12, n_heads=12)
 TWO_LAYERS = ModelGraph(n_layers=2, n_heads=4)  # the trained induction model's shape
@@ -29,19 +29,9 @@ MIXED = Hypothesis({
 }, name="mixed")
 
 
-def circuit(query_from, key_from, value_from, name):
-    """As in circuits/test_induction.py."""
-    paths = {}
-    for head in INDUCTION_HEADS:
-        for channel, senders in (("q", query_from), ("k", key_from), ("v", value_from)):
-            for sender in senders:
-                paths[(f"{head}.{channel}", sender)] = None
-    return Hypothesis(paths, name=name)
-
-
-TRUE = circuit(["embed", *INDUCTION_QUERY_READS], INDUCTION_KEY_READS, ["embed"], "induction (Q- and K-composition)")
+TRUE = induction_hypothesis()
 OTHER_LAYER0 = [f"a0.h{h}" for h in range(4) if f"a0.h{h}" not in set(INDUCTION_KEY_READS) | set(INDUCTION_QUERY_READS)]
-WRONG = circuit(["embed"] + OTHER_LAYER0[:1], OTHER_LAYER0, ["embed"], "other layer-0 heads")
+WRONG = induction_hypothesis(["embed"] + OTHER_LAYER0[:1], OTHER_LAYER0, ["embed"], name="other layer-0 heads")
 
 
 def senders(hypothesis):

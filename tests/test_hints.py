@@ -18,21 +18,15 @@ from causal_hypotheses.interventions.hints import Hint, candidate_paths, hints
 from causal_hypotheses.metrics import loss
 from causal_hypotheses.tasks import induction
 from causal_hypotheses.trained import (
-    BOS, HALF_LEN, INDUCTION_HEADS, INDUCTION_KEY_READS, INDUCTION_QUERY_READS, VOCAB_SIZE, induction_model,
+    BOS, HALF_LEN, INDUCTION_HEADS, VOCAB_SIZE, induction_hypothesis, induction_model,
 )
 
 GRAPH = ModelGraph(n_layers=2, n_heads=4)
 
 
-def circuit(leave_out=()) -> Hypothesis:
+def circuit(leave_out=()):
     """The true induction circuit (circuits/test_induction.py) without the patterns in ``leave_out``."""
-    paths = {}
-    for head in INDUCTION_HEADS:
-        for channel, senders in (("q", ["embed", *INDUCTION_QUERY_READS]), ("k", INDUCTION_KEY_READS), ("v", ["embed"])):
-            for sender in senders:
-                if (f"{head}.{channel}", sender) not in leave_out:
-                    paths[(f"{head}.{channel}", sender)] = None
-    return Hypothesis(paths, name="induction")
+    return induction_hypothesis(name="induction", leave_out=leave_out)
 
 
 K_COMPOSITION_A03 = [(f"{head}.k", "a0.h3") for head in INDUCTION_HEADS]  # every head's key read of a0.h3

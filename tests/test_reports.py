@@ -16,23 +16,8 @@ from causal_hypotheses import reports
 pytest_plugins = ["pytester"]
 
 import causal_hypotheses.engine.drawing  # noqa: E402
-from plugin_support import PLUGIN  # noqa: E402,F401  (also loads what claims import)
-CLAIMS = """
-import pytest
-from causal_hypotheses import Hypothesis
-
-pytestmark = pytest.mark.claim(model="induction-2l", task="induction", metric="loss", n=8, seed=5)
-
-
-@pytest.mark.claim(at_least=0.9)
-def test_every_writer(claim):
-    claim.scrub(Hypothesis({(w,): None for w in claim.engine.graph.writers()}, name="every writer"))
-
-
-@pytest.mark.claim(at_most=0.1)
-def test_nothing(claim):
-    claim.scrub(Hypothesis({}, name="nothing"))
-
+from plugin_support import PLUGIN, TWO_CLAIMS  # noqa: E402,F401  (also loads what claims import)
+CLAIMS = TWO_CLAIMS + """
 
 @pytest.mark.claim(at_least=-1000, ablation="mean", draws=2)
 def test_key_composition(claim):
