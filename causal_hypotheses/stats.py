@@ -106,6 +106,22 @@ def ratio_from_units(u: torch.Tensor, v: torch.Tensor, *, level: float, unit: st
     return Interval(estimate, (b - root) / a, (b + root) / a, level, k, unit)
 
 
+def proportion_interval(hits, *, level: float = 0.95, unit: str = "pair") -> Interval:
+    """Wilson score interval of a proportion from 0/1 outcomes (independent units): unlike the
+    t-interval it does not collapse to a point when every outcome is the same."""
+    if not 0 < level < 1:
+        raise InputError(f"level={level!r}: expected a confidence level between 0 and 1, e.g. 0.95")
+    hits = torch.as_tensor(hits, dtype=torch.float64).flatten()
+    k = hits.numel()
+    if k == 0:
+        return Interval(math.nan, math.nan, math.nan, level, 0, unit)
+    p = float(hits.mean())
+    z = t_quantile((1 + level) / 2, math.inf)
+    centre = (p + z * z / (2 * k)) / (1 + z * z / k)
+    half = z * math.sqrt(p * (1 - p) / k + z * z / (4 * k * k)) / (1 + z * z / k)
+    return Interval(p, max(0.0, centre - half), min(1.0, centre + half), level, k, unit)
+
+
 def examples_needed(interval: Interval, threshold: float, n: int) -> int | None:
     """About how many examples would put ``threshold`` outside an interval this wide around
     this estimate (the half-width shrinks as 1 / sqrt(n)); None when that cannot happen (the

@@ -145,3 +145,23 @@ def test_interchange_accuracy_of_the_whole_model_is_the_sources_accuracy(tiny_mo
     assert 0 < result.accuracy < 1 and result.ci[0] <= result.accuracy <= result.ci[1]
     with pytest.raises(InputError, match="no variable 'colour'"):
         interchange_intervention_accuracy(tiny_engine, task, model, "colour", ["a0"])
+
+
+def test_interchange_that_changes_nothing_is_flagged(tiny_model, tiny_engine):
+    """Pairs never equal; a variable whose interchange never changes the causal model's answer is
+    an error; a patch that never changes a prediction has an effect interval holding 0."""
+    generator = torch.Generator().manual_seed(5)
+    tokens = torch.randint(0, 512, (16, 6), generator=generator)
+    answer = torch.randint(0, 512, (16,), generator=generator)
+    task = Task("toy", tokens, tokens, answer=answer, distractor=(answer + 1) % 512,
+                features={"answer": answer, "same": torch.zeros(16, dtype=torch.long)})
+    model = CausalModel({"answer": lambda f: f["answer"], "same": lambda f: f["same"]}, output=lambda v: v["answer"])
+    result = interchange_intervention_accuracy(tiny_engine, task, model, "answer", ["a1.h0"], n=40, seed=1)
+    assert (result.per_pair["base"] != result.per_pair["source"]).all()
+    with pytest.raises(InputError, match="leaves .* answer unchanged"):
+        interchange_intervention_accuracy(tiny_engine, task, model, "same", ["a1.h0"])
+    # A causal model reads no later position: patching position 5 cannot change the prediction at position 0.
+    tiny = Task("toy", tokens, tokens, answer=answer, distractor=(answer + 1) % 512, position=0,
+                features={"answer": answer, "same": torch.zeros(16, dtype=torch.long)})
+    nothing = interchange_intervention_accuracy(tiny_engine, tiny, model, "answer", ["embed"], n=40, seed=1, positions=[5])
+    assert nothing.changed == 0 and nothing.effect_ci[0] <= 0 <= nothing.effect_ci[1]

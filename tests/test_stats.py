@@ -114,3 +114,15 @@ def test_family_level():
     assert stats.family_level(0.95, 10, "none") == 0.95
     with pytest.raises(Exception, match="'holm'"):
         stats.family_level(0.95, 10, "holm")
+
+
+def test_wilson_interval_matches_closed_forms():
+    from causal_hypotheses.stats import proportion_interval
+
+    every = proportion_interval(torch.ones(64))
+    z = 1.959964
+    assert every.low == pytest.approx(64 / (64 + z * z), abs=1e-4) and every.high == 1.0  # all hits: n / (n + z^2)
+    half = proportion_interval(torch.tensor([1.0, 0.0] * 50))
+    assert (half.low, half.high) == pytest.approx((0.4038, 0.5962), abs=1e-4)
+    none = proportion_interval(torch.zeros(10))
+    assert none.low == 0.0 and none.high == pytest.approx(z * z / (10 + z * z), abs=1e-4)

@@ -66,14 +66,7 @@ class Claim:
                                      "Hypothesis({pattern: feature}, name=...) or a dict {pattern: feature}")
             hypothesis = Hypothesis(hypothesis)
         spec = self.spec
-        if control is None and spec.beats_random is not None:
-            control = 20
-        if control is not None and (isinstance(control, bool) or not isinstance(control, int) or control < 1):
-            raise ClaimSpecError(f"{self.id}: control={control!r}: expected a number of random hypotheses >= 1, e.g. 20")
-        if control is not None and spec.beats_random is not None and 1 / (control + 1) > 1 - spec.beats_random:
-            raise ClaimSpecError(
-                f"{self.id}: beats_random={spec.beats_random:g} needs a p-value <= {1 - spec.beats_random:.3g}, but with "
-                f"control={control} the smallest possible is 1/{control + 1}; use control >= {_controls_for(spec.beats_random)}")
+        control = self._control_count(control)
         paths = [[list(p), f] for p, f in hypothesis.paths.items()]
         self._hint = (hypothesis, hints) if hints else None
         if control is None:
@@ -110,6 +103,77 @@ class Claim:
         return self._judge("", [], lambda: patch_effect(self.engine, self.task, self.spec.metric, kind="path_patch",
                                                       direction=direction, level=self.spec.level, senders=senders,
                                                       receivers=receivers, positions=positions))
+
+    def iia(self, causal_model, variable: str, nodes, positions=None):
+        """Claim that aligning ``variable`` of ``causal_model`` (a :class:`CausalModel`) with ``nodes``
+        has an interchange intervention accuracy of at least (or at most) the thresholds: on seeded
+        pairs of distinct examples (as many as the claim's n), the base run with ``nodes`` read
+        from the source (at ``positions``) predicts what the causal model answers with the
+        variable set from the source.  Wilson interval over pairs.  A patch that never changes a
+        prediction is ``no-effect``, never a pass of an ``at_most`` claim."""
+        from ..interventions.interchange import interchange_intervention_accuracy
+
+        self._once()
+        spec = self.spec
+        return self._judge("", [], lambda: interchange_intervention_accuracy(
+            self.engine, self.task, causal_model, variable, nodes, seed=spec.seed, positions=positions, level=spec.level))
+
+    def faithfulness(self, circuit, *, control: int | None = None, **options):
+        """Claim on Wang et al.'s faithfulness of ``circuit`` (heads and MLPs): F(C) / F(M) with
+        everything in scope outside the circuit knocked out (interventions/criteria.py; options:
+        ``ablation="mean"|"resample"``, ``reference="corrupt"|"clean"``, ``normalise="model"|"ablated"``,
+        default "model" for logit_diff and accuracy, "ablated" otherwise).  ``control=N`` also
+        scores N random circuits of the same shape."""
+        return self._criterion("faithfulness", circuit, control, options)
+
+    def completeness(self, circuit, *, k: int = 10, subsets=None, control: int | None = None, **options):
+        """Claim (usually ``at_most``) on the largest |F(C∖K) - F(M∖K)| / D over ∅, ``k`` random
+        subsets K of the circuit and any ``subsets`` given (e.g. a class of heads)."""
+        return self._criterion("completeness", circuit, control, {"k": k, "subsets": subsets, **options})
+
+    def minimality(self, circuit, *, k: int = 4, control: int | None = None, **options):
+        """Claim (``at_least``) that every component matters: each component v's best
+        |F(C∖K) - F(C∖(K∪{v}))| / D over ∅ and ``k`` random subsets K of the rest; the value is the
+        weakest component's, and the report lists every component's."""
+        return self._criterion("minimality", circuit, control, {"k": k, **options})
+
+    def _criterion(self, kind: str, circuit, control, options: dict):
+        from ..interventions import criteria
+
+        self._once()
+        spec = self.spec
+        unknown = sorted(set(options) - {"k", "subsets", "ablation", "reference", "normalise"})
+        if unknown:
+            raise ClaimSpecError(f"{self.id}: claim.{kind} got unknown option(s) {', '.join(unknown)}; options are "
+                                 "ablation=, reference=, normalise=" + (", k=" if kind != "faithfulness" else "")
+                                 + (", subsets=" if kind == "completeness" else "") + ", control=")
+        if options.get("normalise") is None:
+            options["normalise"] = "model" if spec.metric in criteria.RATIO_METRICS else "ablated"
+        options = {"level": spec.level, **{key: value for key, value in options.items() if value is not None}}
+        control = self._control_count(control)
+        if control is None:
+            return self._judge("", [], lambda: getattr(criteria, kind)(self.engine, circuit, self.task, spec.metric,
+                                                                        seed=spec.seed, **options))
+
+        def measured():
+            self._controls = criteria.control_circuits(self.engine, kind, circuit, self.task, spec.metric, count=control,
+                                                       seed=spec.seed, **options)
+            return self._controls.result
+
+        return self._judge("", [], measured)
+
+    def _control_count(self, control):
+        """The number of random controls to run (None: none), checked against beats_random."""
+        spec = self.spec
+        if control is None and spec.beats_random is not None:
+            control = 20
+        if control is not None and (isinstance(control, bool) or not isinstance(control, int) or control < 1):
+            raise ClaimSpecError(f"{self.id}: control={control!r}: expected a number of random hypotheses >= 1, e.g. 20")
+        if control is not None and spec.beats_random is not None and 1 / (control + 1) > 1 - spec.beats_random:
+            raise ClaimSpecError(
+                f"{self.id}: beats_random={spec.beats_random:g} needs a p-value <= {1 - spec.beats_random:.3g}, but with "
+                f"control={control} the smallest possible is 1/{control + 1}; use control >= {_controls_for(spec.beats_random)}")
+        return control
 
     def _hints_text(self, hypothesis, top: int) -> str:
         """The paths whose addition would recover the most, in words (never fails the claim itself)."""
@@ -171,8 +235,14 @@ def _controls_for(level: float) -> int:
 def control_text(controls, beats_random: float | None) -> str:
     """Where the hypothesis stands among its random controls, in words."""
     low, high = controls.control_range
-    text = (f"random controls: {controls.count} hypotheses of the same shape (seed {controls.seed}) recover {low:.3f} to "
-            f"{high:.3f}; the hypothesis beats {controls.percentile:.0f}% of them, permutation p = {controls.p_value:.3g}")
+    kind = getattr(controls.result, "kind", "scrub")
+    if kind == "scrub":
+        text = (f"random controls: {controls.count} hypotheses of the same shape (seed {controls.seed}) recover {low:.3f} "
+                f"to {high:.3f}; the hypothesis beats {controls.percentile:.0f}% of them, permutation p = {controls.p_value:.3g}")
+    else:
+        text = (f"random controls: {controls.count} circuits of the same shape (seed {controls.seed}, each component "
+                f"replaced within +-{controls.band} layers) have {kind} {low:.3f} to {high:.3f}; the circuit beats "
+                f"{controls.percentile:.0f}% of them, permutation p = {controls.p_value:.3g}")
     if beats_random is not None:
         text += f" (beats_random={beats_random:g} needs p <= {1 - beats_random:.3g})"
     return text + (f"; {controls.note}" if controls.note else "")

@@ -51,9 +51,65 @@ def decide(low: float, high: float, at_least: float | None, at_most: float | Non
 
 
 def explain(verdict: str, spec: ClaimSpec, result, hypothesis_name: str) -> str:
-    if getattr(result, "kind", "scrub") != "scrub":
+    kind = getattr(result, "kind", "scrub")
+    if kind in ("activation_patch", "path_patch"):
         return _explain_patch(verdict, spec, result)
+    if kind == "iia":
+        return _explain_iia(verdict, spec, result)
+    if kind in ("faithfulness", "completeness", "minimality"):
+        return _explain_criterion(verdict, spec, result)
     return _explain(verdict, spec, result, hypothesis_name)
+
+
+def _head(verdict: str, spec: ClaimSpec, result) -> str:
+    return {"pass": "claim holds", "fail": "claim not met"}.get(verdict) or f"inconclusive — {_advice(spec, result)}"
+
+
+def _explain_iia(verdict: str, spec: ClaimSpec, result) -> str:
+    """An interchange claim in words: the accuracy, its Wilson interval, and what the patch did."""
+    low, high = result.ci
+    if verdict == "no-effect":
+        head = (f"no effect — the patch never changes the model's prediction on any of {result.n} pairs, so its accuracy "
+                f"is the unpatched model's ({_fmt(result.unpatched)}) and says nothing about the alignment; choose nodes "
+                "that the prediction depends on")
+    else:
+        head = _head(verdict, spec, result)
+    judged = (f"interchange accuracy {_fmt(result.accuracy)} ({spec.level:.0%} CI {_fmt(low)} to {_fmt(high)})"
+              + ("" if verdict == "no-effect" else f" {_sides(spec, low, high)}"))
+    return (
+        f"{head}: {judged}\n"
+        f"  iia: {result.description} on model {spec.model}, task {spec.task}, {result.n} pairs (seed {result.seed})\n"
+        f"  the patch changes the prediction on {_fmt(result.changed)} of pairs; the unpatched model already gives the "
+        f"counterfactual answer on {_fmt(result.unpatched)}; the interchange changes the causal model's answer on "
+        f"{_fmt(result.relevant)}; Wilson interval over {result.n} pairs"
+        + "".join(f"\n  note: {note}" for note in spec.notes)
+    )
+
+
+def _explain_criterion(verdict: str, spec: ClaimSpec, result) -> str:
+    """A circuit criterion in words: the value, its interval, the knockouts, the deciding rows."""
+    low, high = result.ci
+    if verdict == "no-effect":
+        head = (f"no effect to explain — knocking out every component in scope leaves the metric unchanged: "
+                f"F(M) - F(∅) {spec.level:.0%} CI {_fmt(result.effect_ci[0])} to {_fmt(result.effect_ci[1])}; choose a "
+                "metric or task the circuit's components matter for")
+    else:
+        head = _head(verdict, spec, result)
+    judged = (f"{result.statistic} = {_fmt(result.value)} ({spec.level:.0%} CI {_fmt(low)} to {_fmt(high)})"
+              + ("" if verdict == "no-effect" else f" {_sides(spec, low, high)}"))
+    rows = ""
+    if result.kind == "minimality":
+        rows = "\n  components by their best gap: " + ", ".join(
+            f"{row['component']} {_fmt(row['gap'])} (K={row['best K']})" for row in result.details[:8])
+    elif result.kind == "completeness":
+        rows = "\n  largest gaps: " + ", ".join(f"K={row['K']} {_fmt(row['gap'])}" for row in result.details[:5])
+    return (
+        f"{head}: {judged}\n"
+        f"  {result.kind}: {result.description}; model {spec.model}, task {spec.task}, metric {spec.metric}, n={result.n}\n"
+        f"  metric means: model {result.target:.4g}, base {result.base:.4g}, intervened {result.intervened:.4g}; "
+        f"{result.knockouts} knockout sets; {_interval_basis(result)}{rows}"
+        + "".join(f"\n  note: {note}" for note in spec.notes)
+    )
 
 
 def _explain_patch(verdict: str, spec: ClaimSpec, result) -> str:

@@ -102,10 +102,10 @@ def position_rows(positions, batch: int, seq: int) -> torch.Tensor | None:
 class _Blocks:
     """Selectors and masks over K stacked blocks of B examples."""
 
-    def __init__(self, n_blocks: int, batch: int, source_pattern: torch.Tensor | None, source_input: int = 1):
+    def __init__(self, n_blocks: int, batch: int, source_pattern: torch.Tensor | None, source_input=1):
         self.k, self.b = n_blocks, batch
         self.pattern = source_pattern  # (B, T) mask of source positions, or None for all
-        self.source = source_input
+        self.source = source_input  # an input index, or a LongTensor (B,) of one per example
 
     def select(self, blocks: list[int]):
         """Input index per row: the source in ``blocks`` (at the patched positions), else 0."""
@@ -117,8 +117,9 @@ class _Blocks:
             chosen = torch.zeros(self.k, self.b, dtype=torch.long)
             chosen[blocks] = self.source
             return chosen.flatten()
+        source = self.source[:, None] if torch.is_tensor(self.source) else self.source
         chosen = torch.zeros(self.k, *self.pattern.shape, dtype=torch.long)
-        chosen[blocks] = self.pattern * self.source
+        chosen[blocks] = self.pattern * source
         return chosen.flatten(0, 1)
 
     def split(self, needs: list[bool]):
@@ -127,9 +128,10 @@ class _Blocks:
         return torch.tensor(needs).repeat_interleave(self.b)
 
 
-def activation_patch_functions(block_nodes: Sequence[frozenset], batch: int, pattern=None):
-    """Block k: its nodes read input 1 (where ``pattern`` says), everything else input 0."""
-    blocks = _Blocks(len(block_nodes), batch, pattern)
+def activation_patch_functions(block_nodes: Sequence[frozenset], batch: int, pattern=None, source=1):
+    """Block k: its nodes read input ``source`` (where ``pattern`` says), everything else input 0.
+    ``source`` is an input index or a LongTensor (B,) of one per example."""
+    blocks = _Blocks(len(block_nodes), batch, pattern, source)
     by_name: dict[str, list[int]] = {}
     for k, nodes in enumerate(block_nodes):
         for node in nodes:

@@ -42,7 +42,9 @@ def induction(
     clean[t] in the second half and t + 1 < T), the next clean token; -100 elsewhere. The
     position just before the second copy is left out: its target r[0] cannot be copied from
     anywhere. answer and distractor are None. Features: "seq", an id per distinct sequence r
-    (rows with equal r share an id; with random draws every row has its own).
+    (rows with equal r share an id; with random draws every row has its own), and "first", the
+    token r[0]: what the last position (r's last token) predicts by induction, for
+    interchange interventions.
     """
     n = _check_n(n)
     for label, value in (("half_len", half_len), ("vocab_size", vocab_size), ("first_token", first_token)):
@@ -88,5 +90,5 @@ def induction(
         distractor=None,
         position=-1,
         targets=targets,
-        features={"seq": torch.tensor(seq_ids, dtype=torch.long)},
+        features={"seq": torch.tensor(seq_ids, dtype=torch.long), "first": clean_t[:, len(prefix)]},
     )
