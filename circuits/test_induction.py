@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import pytest
 
-from causal_hypotheses.trained import INDUCTION_KEY_READS, INDUCTION_QUERY_READS, induction_hypothesis
+from causal_hypotheses import CausalModel
+from causal_hypotheses.trained import INDUCTION_HEADS, INDUCTION_KEY_READS, INDUCTION_QUERY_READS, induction_hypothesis
 
 pytestmark = pytest.mark.claim(model="induction-2l", task="induction", metric="loss", n=64, seed=0, draws=2)
 OTHER_LAYER0 = [f"a0.h{h}" for h in range(4) if f"a0.h{h}" not in set(INDUCTION_KEY_READS) | set(INDUCTION_QUERY_READS)]
@@ -61,3 +62,56 @@ def test_other_layer0_heads_in_their_place_recover_little(claim):
     """Negative control: the same structure with the layer-0 heads outside the circuit."""
     query = ["embed"] + OTHER_LAYER0[:1]
     claim.scrub(circuit(query, OTHER_LAYER0, ["embed"], name="other layer-0 heads"))
+
+
+# The same circuit as a set of heads, by Wang et al.'s criteria (everything outside it
+# mean-ablated over the corrupt prompts, per position; metric loss, so each number is a fraction
+# of what knocking out all eight heads changes, F(M) - F(∅)).  Measured (n=64, seed 0):
+# faithfulness 0.998 [0.997, 0.999]; completeness, the largest gap over 11 subsets K, 0.012
+# [0.010, 0.014]; minimality, the weakest component's best gap (a1.h1), 0.119 [0.112, 0.127];
+# the induction heads without the previous-token heads keep 0.000.  Rule (circuits/README.md):
+# the recovery bars for faithfulness, the control bar 0.1 for completeness and minimality.
+CIRCUIT = [*INDUCTION_KEY_READS, *INDUCTION_HEADS]  # a0.h0, a0.h3 and the four layer-1 heads
+
+
+@pytest.mark.claim(at_least=0.9, beats_random=0.95)
+def test_the_circuit_is_faithful(claim):
+    """The six heads alone keep the model's performance, and random six-head circuits do not."""
+    claim.faithfulness(CIRCUIT)
+
+
+@pytest.mark.claim(at_most=0.1)
+def test_the_circuit_is_complete(claim):
+    """Knocking out any random subset of the circuit hurts the circuit as it hurts the model."""
+    claim.completeness(CIRCUIT)
+
+
+@pytest.mark.claim(at_least=0.1)
+def test_the_circuit_is_minimal(claim):
+    """Every one of the six heads matters for some subset of the others."""
+    claim.minimality(CIRCUIT)
+
+
+@pytest.mark.claim(at_most=0.1)
+def test_induction_heads_without_their_inputs_keep_nothing(claim):
+    """Wrong: the four induction heads alone, the previous-token heads knocked out."""
+    claim.faithfulness(list(INDUCTION_HEADS))
+
+
+# Interchange interventions: the causal model says the last position (r's last token) predicts
+# r[0] by copying it.  Aligning that copied token with the induction heads' outputs at the last
+# position: patching them from another sequence makes the model predict that sequence's r[0].
+# Measured (64 pairs, seed 0): 1.000 [0.943, 1.000]; the previous-token heads at the last position
+# 0.016 [0.003, 0.083], although the patch changes 36% of the predictions.
+COPY = CausalModel({"first": lambda f: f["first"]}, output=lambda v: v["first"], name="copy r[0]")
+
+
+@pytest.mark.claim(at_least=0.9)
+def test_induction_heads_carry_the_copied_token(claim):
+    claim.iia(COPY, "first", list(INDUCTION_HEADS), positions=[-1])
+
+
+@pytest.mark.claim(at_most=0.1)
+def test_previous_token_heads_do_not_carry_the_copied_token(claim):
+    """Negative control that does touch the output: the patch changes predictions, not to r[0]."""
+    claim.iia(COPY, "first", list(INDUCTION_KEY_READS), positions=[-1])
