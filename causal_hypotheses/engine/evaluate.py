@@ -56,6 +56,8 @@ class Evaluator:
         if need is None or index.numel() == 0:
             return index, values
         keep = need.reshape(-1)[index]
+        if bool(keep.all()):  # nothing to drop: no copy
+            return index, values
         return index[keep], values[keep]
 
     def _entries(self, need: torch.Tensor | None) -> torch.Tensor:
@@ -237,12 +239,21 @@ class Evaluator:
         changes = [c for c in changes if c.index.numel()]
         if not changes:
             return args[0]
-        index, where = torch.unique(torch.cat([c.index for c in changes]), return_inverse=True)
+        index = changes[0].index
+        same = bool((index[1:] > index[:-1]).all()) and all(
+            c.index.numel() == index.numel() and torch.equal(c.index, index) for c in changes[1:])
+        if not same:
+            index, where = torch.unique(torch.cat([c.index for c in changes]), return_inverse=True)
+        else:  # every change at the same entries (a dense change, as after a resampled layer): plain adds
+            where = None
         values = self.base_at(base, index)
         offset = 0
         for change in changes:
             n = change.index.numel()
-            values.index_add_(0, where[offset : offset + n], change.values)
+            if where is None:
+                values += change.values
+            else:
+                values.index_add_(0, where[offset : offset + n], change.values)
             offset += n
         return SparseOverride(base, index, values)
 
