@@ -169,21 +169,111 @@ def test_xdist_merges_into_the_same_report_as_a_serial_run(pytester):
     assert html_one.count("<section id=\"claim-") == html_two.count("<section id=\"claim-") == 6
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not os.path.exists("/usr/bin/chromium"), reason="headless check needs /usr/bin/chromium (apt-get install chromium)")
-def test_html_page_renders_in_headless_chromium(pytester, tmp_path):
-    pytester.makepyfile(test_claims=CLAIMS)
-    run(pytester).assert_outcomes(passed=3)
-    page = pytester.path / "reports" / "latest.html"
-    command = ["/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+CHROMIUM = "/usr/bin/chromium"
+needs_chromium = pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                    reason="headless check needs /usr/bin/chromium (apt-get install chromium)")
+
+
+def dump_dom(page: Path, tmp_path: Path) -> str:
+    """The DOM headless chromium builds from ``page``; no script errors on its console."""
+    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
                "--enable-logging=stderr", "--v=0", "--dump-dom", page.as_uri()]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Uncaught" not in done.stderr and "CONSOLE" not in done.stderr
-    dom = done.stdout
+    return done.stdout
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_html_page_renders_in_headless_chromium(pytester, tmp_path):
+    pytester.makepyfile(test_claims=CLAIMS)
+    run(pytester).assert_outcomes(passed=3)
+    page = pytester.path / "reports" / "latest.html"
+    dom = dump_dom(page, tmp_path)
     assert "<h1>Claims run" in dom and dom.count("<svg") == len(inline_svgs(page.read_text()))
     assert "test_claims.py::test_key_composition" in dom
+
+
+# What each kind's section must say: the label of its three means (None: no such row, the kind
+# has none), its statistic's name, and whether it has a Details table.
+EVERY_KIND = {
+    "t.py::test_scrub": ("clean / ablated / scrubbed", "fraction recovered", False),
+    "t.py::test_activation_patch": ("target / base / patched", "fraction moved", False),
+    "t.py::test_path_patch": ("target / base / patched", "fraction moved", False),
+    "t.py::test_iia": (None, "interchange accuracy", False),
+    "t.py::test_faithfulness": ("target / base / intervened", "faithfulness F(C)/F(M)", False),
+    "t.py::test_completeness": (None, "completeness: largest |F(C\\K) - F(M\\K)|", True),
+    "t.py::test_minimality": (None, "minimality: smallest relative drop", True),
+}
+
+
+def sections_of(dom: str) -> dict[str, str]:
+    """Each claim's section of a page (or DOM), by claim id."""
+    found = {}
+    for part in dom.split('<section id="claim-')[1:]:
+        claim = re.search(r"<h2>(.*?) <span", part).group(1)
+        found[claim] = "claim-" + part.split("</section>")[0]
+    return found
+
+
+def check_every_kind(dom: str) -> None:
+    sections = sections_of(dom)
+    assert list(sections)[:len(EVERY_KIND)] == list(EVERY_KIND)
+    for claim, (means, statistic, details) in EVERY_KIND.items():
+        section = sections[claim]
+        assert section.startswith(f'{reports.anchor(claim)}"'), claim
+        assert f"<th>{statistic}</th><td>" in section, claim
+        assert ("<th>recovered</th>" in section) is False
+        if means is None:
+            assert " / base / " not in section and "/ ablated /" not in section and "effect to explain" not in section, claim
+        else:
+            assert f"<th>{means}</th>" in section, claim
+        assert ("<h3>Details</h3>" in section) is details, claim
+        assert "nan" not in re.sub(r"<[^>]*>", "", section).lower(), claim  # no NaN shown as text
+    completeness = sections["t.py::test_completeness"]
+    assert '<table class="details"><thead><tr><th>removed</th><th>F(C\\K)</th><th>F(M\\K)</th><th>gap</th>' in completeness
+    assert "<td>a0.h3 &lt;- embed</td>" in completeness and '<td class="num">0.05</td>' in completeness
+    assert "<td>True</td>" in sections["t.py::test_minimality"]
+    # A kind whose value is not a share of target - base: its value and interval, no dots per example.
+    iia = sections["t.py::test_iia"]
+    assert "<h3>Interchange accuracy</h3>" in iia and 'aria-label="interchange accuracy of t.py::test_iia"' in iia
+    assert "<circle" not in iia and "per-example distribution" not in iia
+    assert "per-example distribution of t.py::test_faithfulness" in sections["t.py::test_faithfulness"]
+    assert ">patched</text>" in sections["t.py::test_path_patch"] and ">scrubbed</text>" in sections["t.py::test_scrub"]
+
+
+def test_every_kind_renders_its_section(tmp_path):
+    from causal_hypotheses.session import ClaimSession, Settings
+    from record_support import every_kind
+
+    session = ClaimSession(Settings(report_dir=tmp_path))
+    for record in every_kind():
+        session.add(record.to_dict())  # as a record arrives from a pytest-xdist worker
+    page = (tmp_path / "latest.html").read_text()
+    check_every_kind(page)
+    for svg in inline_svgs(page):
+        ET.fromstring(svg)
+    frame = pd.read_csv(tmp_path / "latest.csv")
+    assert frame["kind"].tolist() == ["scrub", "activation_patch (noising)", "path_patch (denoising)", "iia", "faithfulness",
+                                      "completeness", "minimality"]
+    assert frame["target"].isna().tolist() == [False, False, False, True, False, True, True]
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_a_page_of_every_kind_renders_in_headless_chromium(tmp_path):
+    from causal_hypotheses.session import ClaimSession, Settings
+    from record_support import every_kind
+
+    session = ClaimSession(Settings(report_dir=tmp_path / "reports"))
+    for record in every_kind():
+        session.add(record)
+    page = tmp_path / "reports" / "latest.html"
+    dom = dump_dom(page, tmp_path)
+    assert dom.count("<svg") == len(inline_svgs(page.read_text()))
+    check_every_kind(dom)
 
 
 # ---------------------------------------------------------------------------------------------
