@@ -259,7 +259,7 @@ def render_html(frame, sections: Sequence[str], env: Mapping[str, str], title: s
     summary = verdict_counts(frame)
     compared = "baseline_value" in frame and frame["drift"].notna().any()
     head = "".join(f"<th>{html.escape(h)}</th>" for h in table[0] + (["vs baseline"] if compared else []))
-    records = frame.to_dict("records")
+    records = [as_record(row) for row in frame.to_dict("records")]
     body = []
     for row, record in zip(table[1:], records):
         verdict = row[5]
@@ -269,7 +269,7 @@ def render_html(frame, sections: Sequence[str], env: Mapping[str, str], title: s
         cells.append(f'<td class="num">{html.escape(row[6])}</td>')
         if compared:
             text = _baseline_text(record) or "not in the baseline"
-            style = ' style="background:#f8d0d0"' if record["drift"] is True else ""
+            style = ' style="background:#f8d0d0"' if record.drift is True else ""
             cells.append(f"<td{style}>{html.escape(text)}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
     env_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in env.items())
