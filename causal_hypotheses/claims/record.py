@@ -2,22 +2,26 @@
 :func:`make_record`, which reads a record off the measurement the claim judged.
 
 The measurement interface.  Every experiment result a claim judges (a scrub's ScrubResult, a
-patch's EffectResult, and any kind to come) exposes these attributes; make_record reads no
-others, and ``getattr`` defaults cover the ones marked optional:
+patch's EffectResult, and any kind to come) exposes these attributes: make_record reads no
+others, and the claim (experiment.py) judges ``ci`` and ``effect_ci``.  ``value``, ``ci``,
+``effect_ci`` (which may be None) and ``n`` are required; the rest fall back as noted
+(``getattr`` with a default) when a result lacks them:
 
-- ``kind``: the kind's name ("scrub", "activation_patch", "iia", ...); a result with a
-  ``direction`` (patching: "noising" or "denoising") is recorded as "activation_patch (noising)";
+- ``kind``: the kind's name ("scrub", "activation_patch", "iia", ...; "scrub" when absent); a
+  result with a ``direction`` (patching: "noising" or "denoising") is recorded as
+  "activation_patch (noising)";
 - ``statistic``: what ``value`` is, in words ("fraction recovered", "interchange accuracy");
   optional, "value" when absent;
 - ``value``, ``ci`` (low, high) and ``level``: the estimate the verdict judges, its interval and
-  the interval's level;
+  the interval's level (the spec's when absent);
 - ``target``, ``base``, ``intervened``: the metric means ``value`` is normalised against (a
   scrub's clean, ablated and scrubbed runs; patching's target, base and patched runs); NaN or
   absent where the kind has none;
 - ``effect_ci``: the interval of target - base, the effect there is to explain, or None (NaN
   columns) where the kind has none;
-- ``n`` (examples), ``draws`` (resampling draws per example); ``seed`` (the record's seed column
-  is the claim's, from its spec: the seed that built the task and identifies the claim);
+- ``n`` (examples), ``draws`` (resampling draws per example; the spec's when absent); ``seed``
+  (the record's seed column is the claim's, from its spec: the seed that built the task and
+  identifies the claim in a baseline);
 - ``units`` and ``unit``: what the interval is over ("24 examples", "6 templates");
 - ``ablation`` and ``resampling``: strings, "" where they do not apply; when absent, the claim's
   spec gives them;
@@ -26,7 +30,9 @@ others, and ``getattr`` defaults cover the ones marked optional:
   (or a scrub's legacy clean, ablated, scrubbed); a missing run is NaN; optional;
 - ``details``: a list of JSON-able dicts, a kind-specific table (one row per component, say);
   optional, [] when absent;
-- ``node_evaluations``, ``forward_passes``, ``cache_hits``: what the measurement cost.
+- ``node_evaluations``, ``forward_passes``, ``cache_hits``: what the measurement cost (0 when absent).
+
+The verdict's message (verdict.explain) is written per kind: a new kind adds its own there.
 
 A record holds plain JSON-able values only, so that its :meth:`ClaimRecord.to_dict` travels from a
 pytest-xdist worker to the controller.
