@@ -8,19 +8,21 @@ transformers load when the first claim runs.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from .claims import Claim, ClaimNotMet, ClaimSpec, ClaimSpecError, ModelUnavailable, empty_record
+from .claims import Claim, ClaimNotMet, ClaimRecord, ClaimSpec, ClaimSpecError, ModelUnavailable, empty_record
 from .session import ClaimSession, Settings, SettingsError, Source, report_dir_problem
 
 SESSION = pytest.StashKey[ClaimSession]()
 SPEC = pytest.StashKey[ClaimSpec]()
 ORDER = pytest.StashKey[int]()
 CLAIM = pytest.StashKey[Claim]()
-RECORD = pytest.StashKey[dict]()
+RECORD = pytest.StashKey[ClaimRecord]()
 PROBLEMS = pytest.StashKey[list]()
 # Columns of a claim's row that go into JUnit XML as claim_<name> properties.
-PROPERTIES = ("recovered", "ci_low", "ci_high", "level", "verdict", "model", "task", "metric", "n", "seed")
+PROPERTIES = ("value", "statistic", "ci_low", "ci_high", "level", "verdict", "model", "task", "metric", "n", "seed")
 RECORDER = "causal-hypotheses-recorder"
 REPORT_DIR_PROBLEM = pytest.StashKey[str]()
 
@@ -39,7 +41,7 @@ OPTIONS = (
     ("save", "NAME", "save this run's CSV as the baseline <report-dir>/baselines/NAME.csv"),
     ("compare", "NAME_OR_PATH", "compare with a saved baseline (a name under <report-dir>/baselines or a CSV path)"),
     ("compare-fail", "FIELD:LIMIT", "fail the run when a claim's FIELD moves more than LIMIT from the baseline "
-                                    "(e.g. recovered:0.05, or recovered:10%% relative; comma-separate several)"),
+                                    "(e.g. value:0.05, or value:10%% relative; comma-separate several)"),
 )
 
 MARKER_HELP = (
@@ -186,7 +188,7 @@ def _skip_reason(report) -> str:
     return str(getattr(report, "wasxfail", "") or report.longrepr or "")
 
 
-def _outcome(item: pytest.Item, call: pytest.CallInfo, report: pytest.TestReport, spec: ClaimSpec) -> dict | None:
+def _outcome(item: pytest.Item, call: pytest.CallInfo, report: pytest.TestReport, spec: ClaimSpec) -> ClaimRecord | None:
     """The claim's row after this phase, or None when the phase changes nothing.
 
     The row is the test's outcome: the experiment's verdict stands only when the test ended
@@ -210,7 +212,7 @@ def _outcome(item: pytest.Item, call: pytest.CallInfo, report: pytest.TestReport
             return None
         before = item.stash.get(RECORD, None) or empty_record(item.nodeid, spec, "error", "")
         message = f"error in teardown after the test: {_short(excinfo)}"
-        return {**before, "verdict": "error", "message": message + (f"\n{before['message']}" if before["message"] else "")}
+        return replace(before, verdict="error", message=message + (f"\n{before.message}" if before.message else ""))
     # call
     claim_failure = excinfo is not None and isinstance(excinfo.value, ClaimNotMet)
     if claim_failure and not xfail:
@@ -223,44 +225,44 @@ def _outcome(item: pytest.Item, call: pytest.CallInfo, report: pytest.TestReport
         message = "the claim ran no experiment: use the claim fixture, e.g. `def test_heads(claim): claim.scrub(Hypothesis(...))`"
         report.outcome, report.longrepr = "failed", message
         return empty_record(item.nodeid, spec, "error", message)
-    verdict = measured["verdict"]
+    verdict = measured.verdict
     if xfail:
-        return {**measured, "verdict": "xfailed" if report.skipped else "xpassed",
-                "message": f"expected to fail ({report.wasxfail}): {measured['message']}"}
+        return replace(measured, verdict="xfailed" if report.skipped else "xpassed",
+                       message=f"expected to fail ({report.wasxfail}): {measured.message}")
     if report.skipped:
         if verdict == "inconclusive":
             return measured
-        return {**measured, "verdict": "skipped", "message": f"skipped after the experiment: {_skip_reason(report)}"}
+        return replace(measured, verdict="skipped", message=f"skipped after the experiment: {_skip_reason(report)}")
     if report.failed:
         if claim_failure and excinfo.value.verdict == verdict:
             return measured
         text = _short(excinfo) or str(report.longrepr)
-        return {**measured, "verdict": "error",
-                "message": f"the test failed after its experiment ({verdict}): {text}\n{measured['message']}"}
+        return replace(measured, verdict="error",
+                       message=f"the test failed after its experiment ({verdict}): {text}\n{measured.message}")
     if verdict != "pass":  # the test caught the claim's own failure
-        message = f"the claim's verdict is {verdict}, but the test passed (it caught ClaimNotMet?): {measured['message']}"
+        message = f"the claim's verdict is {verdict}, but the test passed (it caught ClaimNotMet?): {measured.message}"
         report.outcome, report.longrepr = "failed", message
-        return {**measured, "verdict": "error", "message": message}
+        return replace(measured, verdict="error", message=message)
     return measured
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    """Attach the claim's row to its report (it travels to the xdist controller with it) and
-    keep the JUnit properties equal to the row."""
+    """Attach the claim's record to its report as a plain dict (so that it travels to the xdist
+    controller with it) and keep the JUnit properties equal to the record."""
     report = yield
     spec = item.stash.get(SPEC, None)
     if spec is None:
         return report
     record = _outcome(item, call, report, spec)
     if record is not None:
-        record = {**record, "order": item.stash.get(ORDER, 0)}
+        record = replace(record, order=item.stash.get(ORDER, 0))
         item.stash[RECORD] = record
-        report.claim_record = record
+        report.claim_record = record.to_dict()
     latest = item.stash.get(RECORD, None)
     if latest is not None:
         own = [(name, value) for name, value in report.user_properties if not str(name).startswith("claim_")]
-        report.user_properties = own + [(f"claim_{key}", latest[key]) for key in PROPERTIES]
+        report.user_properties = own + [(f"claim_{key}", getattr(latest, key)) for key in PROPERTIES]
     return report
 
 
@@ -271,9 +273,9 @@ class _Recorder:
         self.session = session
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        record = getattr(report, "claim_record", None)
+        record = getattr(report, "claim_record", None)  # a dict: what ClaimRecord.to_dict gave
         if record is not None:
-            self.session.add(record)
+            self.session.add(ClaimRecord.from_dict(record))
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus) -> None:
         drifts = self.session.finish()

@@ -14,13 +14,13 @@ import os
 import re
 import tempfile
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from . import claims as _claims
-from .claims import ClaimSpec, LoadedModel, ModelUnavailable, Profile
+from .claims import ClaimRecord, ClaimSpec, LoadedModel, ModelUnavailable, Profile, as_record
 from .errors import CausalHypothesesError
 
 DEVICE_PATTERN = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
@@ -94,7 +94,7 @@ class Settings:
         ini key for a value from the ini file.  Every bad value is collected and reported at
         once, each with what is allowed.
         """
-        from .reports import COMPARABLE, Limit, baseline_problem
+        from .reports import COMPARABLE, LEGACY_COLUMNS, Limit, baseline_problem
 
         raw = {key: value[0] for key, value in values.items() if value[0] not in (None, "")}
         base = {key: value[1] for key, value in values.items()}
@@ -175,10 +175,12 @@ class Settings:
                     except ValueError:
                         value = None
                 if not match or match.group(1) not in COMPARABLE or value is None or not math.isfinite(value) or value < 0:
+                    renamed = LEGACY_COLUMNS.get(match.group(1)) if match else None
                     problems.append(f"{source.get('compare_fail', Source()).show('compare_fail', part.strip())}: "
                                     "expected FIELD:LIMIT (absolute) or FIELD:LIMIT% "
                                     f"(relative to the baseline), FIELD one of {', '.join(COMPARABLE)}, LIMIT >= 0; "
-                                    "e.g. recovered:0.05")
+                                    "e.g. value:0.05"
+                                    + (f" ({match.group(1)} is now called {renamed})" if renamed else ""))
                     continue
                 relative = match.group(3) == "%"
                 limits.append(Limit(match.group(1), value / 100 if relative else value, relative))
@@ -281,7 +283,7 @@ class ClaimSession:
     writer: bool = True
     environment: Mapping[str, object] = field(default_factory=dict)
     started: datetime = field(default_factory=datetime.now)
-    records: dict[str, dict] = field(default_factory=dict)
+    records: dict[str, ClaimRecord] = field(default_factory=dict)
     csv_path: Path | None = None
     html_path: Path | None = None
     comparison: tuple[list, list, list] | None = None
@@ -321,8 +323,6 @@ class ClaimSession:
         """``spec`` at the level --claims-level-family asks for, with a note saying so."""
         if self.settings.level_family == "none" or self.claim_count <= 1:
             return spec
-        from dataclasses import replace
-
         from .stats import family_level
 
         level = family_level(spec.level, self.claim_count, self.settings.level_family)
@@ -339,15 +339,17 @@ class ClaimSession:
 
     # -- results --------------------------------------------------------------------------
 
-    def add(self, record: dict) -> None:
-        """Keep a claim's record and, on the writing process, rewrite the reports."""
-        self.records[record["claim"]] = record
+    def add(self, record: ClaimRecord | Mapping) -> None:
+        """Keep a claim's record (a ClaimRecord, or its :meth:`~ClaimRecord.to_dict` as it comes
+        from a pytest-xdist worker) and, on the writing process, rewrite the reports."""
+        record = as_record(record)
+        self.records[record.claim] = record
         if self.writer:
             self.write()
 
-    def ordered(self) -> list[dict]:
+    def ordered(self) -> list[ClaimRecord]:
         """Records in collection order (the same on every xdist worker), then by claim id."""
-        return sorted(self.records.values(), key=lambda r: (r.get("order", 0), r["claim"]))
+        return sorted(self.records.values(), key=lambda r: (r.order, r.claim))
 
     def frame(self):
         from .reports import to_frame
@@ -444,9 +446,9 @@ class ClaimSession:
             text = reports.csv_text(frame)
             sections = []
             for record in self.ordered():
-                if record["claim"] not in self._figures:
-                    self._figures[record["claim"]] = reports.claim_figures(record)
-                sections.append(reports.claim_section(record, self._figures[record["claim"]]))
+                if record.claim not in self._figures:
+                    self._figures[record.claim] = reports.claim_figures(record)
+                sections.append(reports.claim_section(record, self._figures[record.claim]))
             env = reports.environment({**self.environment, "started": self.started.isoformat(timespec="seconds")})
             title = f"Claims run {self.started:%Y-%m-%d %H:%M:%S}"
             page = reports.render_html(frame, sections, env, title, self.notes())
@@ -489,7 +491,7 @@ class ClaimSession:
             fields = [limit.field for limit in self.settings.compare_fail]
             problem = reports.baseline_problem(self.settings.compare, fields)
             if problem:  # it was fine at start-up: changed during the run
-                self.comparison = ([["claim", "baseline recovered", "recovered", "change"]], [],
+                self.comparison = ([list(reports.TABLE_HEADER)], [],
                                    [f"the baseline {self.settings.compare} cannot be used: {problem}"])
             else:
                 baseline = reports.read_csv(self.settings.compare)
@@ -497,7 +499,7 @@ class ClaimSession:
                                                        selected=self.selected if self.selected is not None else ())
                 self.comparison = (table, drifts, notes)
                 for claim, values in reports.comparison_fields(frame, baseline, drifts).items():
-                    self.records[claim].update(values)
+                    self.records[claim] = replace(self.records[claim], **values)
             self.write()
         if self.settings.save is not None:
             target = self.settings.report_dir / "baselines" / f"{self.settings.save}.csv"

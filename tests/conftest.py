@@ -1,10 +1,25 @@
 """Shared fixtures: seeded random GPT-2s (no hub needed) and token batches."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
 from causal_hypotheses import Engine, random_gpt2
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def subprocesses_import_this_checkout():
+    """Python subprocesses (pytester.runpytest_subprocess, pytest-xdist workers, writers) import
+    the package from this checkout, like the tests themselves, not from wherever an editable
+    install points (another worktree, say)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -81,7 +81,8 @@ def test_the_embedding_paths_into_layer_1(claim):
     result.assert_outcomes(passed=3)
     frame = latest(pytester)
     assert frame["kind"].tolist() == ["activation_patch (noising)", "activation_patch (denoising)", "path_patch (noising)"]
-    assert frame.loc[0, "recovered"] == pytest.approx(1.0, abs=1e-6) and frame.loc[1, "recovered"] == pytest.approx(1.0, abs=1e-6)
+    assert frame.loc[0, "value"] == pytest.approx(1.0, abs=1e-6) and frame.loc[1, "value"] == pytest.approx(1.0, abs=1e-6)
+    assert frame["statistic"].tolist() == ["fraction moved"] * 3
     assert "moved 1.000 of the change" in frame.loc[0, "message"] and "the clean run with" in frame.loc[0, "message"]
     page = (pytester.path / "reports" / "latest.html").read_text()
     assert "target / base / patched" in page and "path_patch (noising)" in page
@@ -105,13 +106,14 @@ def test_everything_carries_the_change(claim):
 """).assert_outcomes(passed=2)
     directory = pytester.path / "reports"
     examples = pd.read_csv(directory / "latest-examples.csv")
-    assert list(examples.columns) == ["claim", "kind", "draw", "example", "clean", "ablated", "scrubbed"]
+    assert list(examples.columns) == ["claim", "kind", "draw", "example", "target", "base", "intervened"]
     assert examples.groupby("claim").size().tolist() == [8, 8]  # n=8 examples, one draw each
     assert set(examples["kind"]) == {"scrub", "activation_patch (noising)"}
     summary = pd.read_csv(directory / "latest.csv")
     for claim, group in examples.groupby("claim"):  # the long form agrees with the summary's means
         row = summary[summary["claim"] == claim].iloc[0]
-        assert group["scrubbed"].mean() == pytest.approx(row["scrubbed"], abs=1e-9)
+        for run_name in ("target", "base", "intervened"):
+            assert group[run_name].mean() == pytest.approx(row[run_name], abs=1e-9)
     meta = json.loads((directory / "latest-meta.json").read_text())
     for key in ("causal_hypotheses", "torch", "transformers", "git commit", "device", "python"):
         assert key in meta

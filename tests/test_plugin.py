@@ -57,7 +57,7 @@ def test_every_writer(claim):
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([
         "*= claims =*",
-        "claim*model*metric*recovered [[]CI[]]*threshold*verdict*time",
+        "claim*model*metric*value [[]CI[]]*threshold*verdict*time",
         "test_claims.py::test_every_writer*induction-2l*loss*1.000 [[]1.000, 1.000[]] 95%*>= 0.9*pass*s",
         f"reports: {pytester.path / 'reports'}/claims-*.csv and *.html (also latest.csv, latest.html)",
     ])
@@ -108,7 +108,7 @@ def test_one_head(claim):
     threshold = (low + high) / 2
     result = run(pytester, body.format(threshold=threshold))
     result.assert_outcomes(failed=1)
-    estimate = latest(pytester).loc[0, "recovered"]
+    estimate = latest(pytester).loc[0, "value"]
     half = (high - estimate) if threshold > estimate else (estimate - low)  # the side the threshold is on
     needed = math.ceil(8 * (half / abs(estimate - threshold)) ** 2)  # the half-width shrinks as 1/sqrt(n)
     result.stdout.fnmatch_lines([f"inconclusive — about {needed} examples would decide it if the effect holds (n=8 now; "
@@ -158,11 +158,11 @@ def test_bad_option_values_are_usage_errors(pytester, option, message):
 
 
 def test_compare_fail_needs_a_field_a_limit_and_a_baseline(pytester):
-    result = run(pytester, "", "--claims-compare-fail=speed:5,recovered:-1")
+    result = run(pytester, "", "--claims-compare-fail=speed:5,value:-1")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([
-        "*--claims-compare-fail='speed:5': expected FIELD:LIMIT (absolute) or FIELD:LIMIT% *FIELD one of recovered, *",
-        "*--claims-compare-fail='recovered:-1': expected*",
+        "*--claims-compare-fail='speed:5': expected FIELD:LIMIT (absolute) or FIELD:LIMIT% *FIELD one of value, ci_low, ci_high, target, base, intervened, seconds, LIMIT >= 0; e.g. value:0.05",
+        "*--claims-compare-fail='value:-1': expected*",
         "*--claims-compare-fail needs a baseline to compare with: add --claims-compare=NAME_OR_PATH",
     ])
 
@@ -273,7 +273,8 @@ def test_every_writer(claim):
 """, "--junitxml=junit.xml")
     result.assert_outcomes(passed=1)
     xml = (pytester.path / "junit.xml").read_text()
-    for expected in ('name="claim_recovered" value="1.0"', 'name="claim_verdict" value="pass"', 'name="claim_n" value="8"',
+    for expected in ('name="claim_value" value="1.0"', 'name="claim_statistic" value="fraction recovered"',
+                     'name="claim_verdict" value="pass"', 'name="claim_n" value="8"',
                      'name="claim_seed" value="3"', 'name="claim_model" value="induction-2l"'):
         assert expected in xml
 

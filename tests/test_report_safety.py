@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -299,7 +300,7 @@ def test_new_verdicts_have_colours_and_counts():
     assert reports.verdict_counts(frame.assign(verdict=["odd", "pass", "pass", "fail", "odd", "odd"])) == "2 pass, 1 fail, 3 odd"
     claims = ClaimSession(Settings(), writer=False)
     for i, verdict in enumerate(verdicts):
-        claims.records[f"t.py::test_{i}"] = {**empty_record(f"t.py::test_{i}", None, verdict, ""), "order": i}
+        claims.records[f"t.py::test_{i}"] = replace(empty_record(f"t.py::test_{i}", None, verdict, ""), order=i)
     lines = claims.summary_lines()
     markup = {line.split()[0]: mark for line, mark in lines[2:8]}
     assert markup["t.py::test_1"] == markup["t.py::test_2"] == markup["t.py::test_3"] == {"yellow": True}

@@ -52,14 +52,15 @@ def test_csv_round_trips_through_pandas(pytester):
     assert tuple(frame.columns) == reports.COLUMNS
     assert frame["claim"].tolist() == [f"test_claims.py::test_{name}" for name in ("every_writer", "nothing", "key_composition")]
     assert frame["verdict"].tolist() == ["pass"] * 3
-    assert frame["recovered"].tolist()[:2] == [pytest.approx(1.0), 0.0]
+    assert frame["value"].tolist()[:2] == [pytest.approx(1.0), 0.0]
+    assert frame["kind"].tolist() == ["scrub"] * 3 and frame["statistic"].tolist() == ["fraction recovered"] * 3
     assert frame[["n", "seed"]].values.tolist() == [[8, 5]] * 3
     assert frame["ablation"].tolist() == ["resample", "resample", "mean"] and frame["draws"].tolist() == [1, 1, 2]
     assert math.isnan(frame.loc[0, "at_most"]) and frame.loc[1, "at_most"] == 0.1
-    assert (frame["ci_low"] <= frame["recovered"]).all() and (frame["recovered"] <= frame["ci_high"]).all()
+    assert (frame["ci_low"] <= frame["value"]).all() and (frame["value"] <= frame["ci_high"]).all()
     assert (frame["node_evaluations"] > 0).all() and (frame["seconds"] > 0).all()
     # Written with full precision: the numbers read back equal the ones the claims computed.
-    assert (frame["clean"] == frame.loc[0, "clean"]).all()
+    assert (frame["target"] == frame.loc[0, "target"]).all()
     assert (path.parent / "latest.csv").read_bytes() == path.read_bytes()
 
 
@@ -130,23 +131,23 @@ def test_baseline_save_compare_and_fail(pytester):
     saved = pytester.path / "reports" / "baselines" / "main.csv"
     assert saved.read_bytes() == (pytester.path / "reports" / "latest.csv").read_bytes()
 
-    same = run(pytester, "-k", "not composition", "--claims-compare=main", "--claims-compare-fail=recovered:0.05")
+    same = run(pytester, "-k", "not composition", "--claims-compare=main", "--claims-compare-fail=value:0.05")
     assert same.ret == pytest.ExitCode.OK
-    same.stdout.fnmatch_lines([f"compared with {saved}:", "claim*baseline recovered*recovered*change",
+    same.stdout.fnmatch_lines([f"compared with {saved}:", "claim*baseline value*value*change",
                                "test_claims.py::test_every_writer*1.000*1.000*0.000"])
 
     edited = pd.read_csv(saved)
-    edited.loc[0, "recovered"] = 0.5
+    edited.loc[0, "value"] = 0.5
     edited.drop(index=1).to_csv(pytester.path / "old.csv", index=False)
-    drifted = run(pytester, "-k", "not composition", "--claims-compare=old.csv", "--claims-compare-fail=recovered:0.05")
+    drifted = run(pytester, "-k", "not composition", "--claims-compare=old.csv", "--claims-compare-fail=value:0.05")
     drifted.assert_outcomes(passed=2)
     assert drifted.ret == pytest.ExitCode.TESTS_FAILED
     drifted.stdout.fnmatch_lines([
         "test_claims.py::test_nothing: not in the baseline",
-        "test_claims.py::test_every_writer: recovered moved from 0.5 (baseline) to 1 (change +0.5), more than the "
-        "limit 0.05 set by --claims-compare-fail=recovered:0.05",
+        "test_claims.py::test_every_writer: value moved from 0.5 (baseline) to 1 (change +0.5), more than the "
+        "limit 0.05 set by --claims-compare-fail=value:0.05",
     ])
-    relative = run(pytester, "-k", "not composition", "--claims-compare=old.csv", "--claims-compare-fail=recovered:150%")
+    relative = run(pytester, "-k", "not composition", "--claims-compare=old.csv", "--claims-compare-fail=value:150%")
     assert relative.ret == pytest.ExitCode.OK
 
 
@@ -168,21 +169,111 @@ def test_xdist_merges_into_the_same_report_as_a_serial_run(pytester):
     assert html_one.count("<section id=\"claim-") == html_two.count("<section id=\"claim-") == 6
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not os.path.exists("/usr/bin/chromium"), reason="headless check needs /usr/bin/chromium (apt-get install chromium)")
-def test_html_page_renders_in_headless_chromium(pytester, tmp_path):
-    pytester.makepyfile(test_claims=CLAIMS)
-    run(pytester).assert_outcomes(passed=3)
-    page = pytester.path / "reports" / "latest.html"
-    command = ["/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+CHROMIUM = "/usr/bin/chromium"
+needs_chromium = pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                    reason="headless check needs /usr/bin/chromium (apt-get install chromium)")
+
+
+def dump_dom(page: Path, tmp_path: Path) -> str:
+    """The DOM headless chromium builds from ``page``; no script errors on its console."""
+    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
                "--enable-logging=stderr", "--v=0", "--dump-dom", page.as_uri()]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Uncaught" not in done.stderr and "CONSOLE" not in done.stderr
-    dom = done.stdout
+    return done.stdout
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_html_page_renders_in_headless_chromium(pytester, tmp_path):
+    pytester.makepyfile(test_claims=CLAIMS)
+    run(pytester).assert_outcomes(passed=3)
+    page = pytester.path / "reports" / "latest.html"
+    dom = dump_dom(page, tmp_path)
     assert "<h1>Claims run" in dom and dom.count("<svg") == len(inline_svgs(page.read_text()))
     assert "test_claims.py::test_key_composition" in dom
+
+
+# What each kind's section must say: the label of its three means (None: no such row, the kind
+# has none), its statistic's name, and whether it has a Details table.
+EVERY_KIND = {
+    "t.py::test_scrub": ("clean / ablated / scrubbed", "fraction recovered", False),
+    "t.py::test_activation_patch": ("target / base / patched", "fraction moved", False),
+    "t.py::test_path_patch": ("target / base / patched", "fraction moved", False),
+    "t.py::test_iia": (None, "interchange accuracy", False),
+    "t.py::test_faithfulness": ("target / base / intervened", "faithfulness F(C)/F(M)", False),
+    "t.py::test_completeness": (None, "completeness: largest |F(C\\K) - F(M\\K)|", True),
+    "t.py::test_minimality": (None, "minimality: smallest relative drop", True),
+}
+
+
+def sections_of(dom: str) -> dict[str, str]:
+    """Each claim's section of a page (or DOM), by claim id."""
+    found = {}
+    for part in dom.split('<section id="claim-')[1:]:
+        claim = re.search(r"<h2>(.*?) <span", part).group(1)
+        found[claim] = "claim-" + part.split("</section>")[0]
+    return found
+
+
+def check_every_kind(dom: str) -> None:
+    sections = sections_of(dom)
+    assert list(sections)[:len(EVERY_KIND)] == list(EVERY_KIND)
+    for claim, (means, statistic, details) in EVERY_KIND.items():
+        section = sections[claim]
+        assert section.startswith(f'{reports.anchor(claim)}"'), claim
+        assert f"<th>{statistic}</th><td>" in section, claim
+        assert ("<th>recovered</th>" in section) is False
+        if means is None:
+            assert " / base / " not in section and "/ ablated /" not in section and "effect to explain" not in section, claim
+        else:
+            assert f"<th>{means}</th>" in section, claim
+        assert ("<h3>Details</h3>" in section) is details, claim
+        assert "nan" not in re.sub(r"<[^>]*>", "", section).lower(), claim  # no NaN shown as text
+    completeness = sections["t.py::test_completeness"]
+    assert '<table class="details"><thead><tr><th>removed</th><th>F(C\\K)</th><th>F(M\\K)</th><th>gap</th>' in completeness
+    assert "<td>a0.h3 &lt;- embed</td>" in completeness and '<td class="num">0.05</td>' in completeness
+    assert "<td>True</td>" in sections["t.py::test_minimality"]
+    # A kind whose value is not a share of target - base: its value and interval, no dots per example.
+    iia = sections["t.py::test_iia"]
+    assert "<h3>Interchange accuracy</h3>" in iia and 'aria-label="interchange accuracy of t.py::test_iia"' in iia
+    assert "<circle" not in iia and "per-example distribution" not in iia
+    assert "per-example distribution of t.py::test_faithfulness" in sections["t.py::test_faithfulness"]
+    assert ">patched</text>" in sections["t.py::test_path_patch"] and ">scrubbed</text>" in sections["t.py::test_scrub"]
+
+
+def test_every_kind_renders_its_section(tmp_path):
+    from causal_hypotheses.session import ClaimSession, Settings
+    from record_support import every_kind
+
+    session = ClaimSession(Settings(report_dir=tmp_path))
+    for record in every_kind():
+        session.add(record.to_dict())  # as a record arrives from a pytest-xdist worker
+    page = (tmp_path / "latest.html").read_text()
+    check_every_kind(page)
+    for svg in inline_svgs(page):
+        ET.fromstring(svg)
+    frame = pd.read_csv(tmp_path / "latest.csv")
+    assert frame["kind"].tolist() == ["scrub", "activation_patch (noising)", "path_patch (denoising)", "iia", "faithfulness",
+                                      "completeness", "minimality"]
+    assert frame["target"].isna().tolist() == [False, False, False, True, False, True, True]
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_a_page_of_every_kind_renders_in_headless_chromium(tmp_path):
+    from causal_hypotheses.session import ClaimSession, Settings
+    from record_support import every_kind
+
+    session = ClaimSession(Settings(report_dir=tmp_path / "reports"))
+    for record in every_kind():
+        session.add(record)
+    page = tmp_path / "reports" / "latest.html"
+    dom = dump_dom(page, tmp_path)
+    assert dom.count("<svg") == len(inline_svgs(page.read_text()))
+    check_every_kind(dom)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,13 +281,13 @@ def test_html_page_renders_in_headless_chromium(pytester, tmp_path):
 
 
 def record(**changes) -> dict:
-    base = {"claim": "t.py::test_x", "model": "m", "task": "induction", "hypothesis": "h", "n": 4, "seed": 0, "draws": 1,
-            "metric": "loss", "ablation": "resample", "clean": 1.0, "ablated": 3.0, "scrubbed": 2.0, "recovered": 0.5,
-            "ci_low": 0.2, "ci_high": 0.8, "level": 0.95, "at_least": 0.4, "at_most": float("nan"), "verdict": "inconclusive",
-            "node_evaluations": 3, "forward_passes": 1, "cache_hits": 2, "seconds": 0.5, "message": "m",
-            "paths": [[["a1.h2.k", "a0.h3"], "seq"], [["a1.h2.v"], None]],
-            "per_example": {"draw": [0, 0, 0, 0], "example": [0, 1, 2, 3], "clean": [1.0, 1.0, 1.0, 1.0],
-                            "ablated": [3.0, 3.0, 3.0, 3.0], "scrubbed": [1.0, 3.0, 1.0, 3.0]}}
+    base = {"claim": "t.py::test_x", "kind": "scrub", "model": "m", "task": "induction", "hypothesis": "h", "n": 4, "seed": 0,
+            "draws": 1, "metric": "loss", "ablation": "resample", "statistic": "fraction recovered", "target": 1.0, "base": 3.0,
+            "intervened": 2.0, "value": 0.5, "ci_low": 0.2, "ci_high": 0.8, "level": 0.95, "at_least": 0.4,
+            "at_most": float("nan"), "verdict": "inconclusive", "node_evaluations": 3, "forward_passes": 1, "cache_hits": 2,
+            "seconds": 0.5, "message": "m", "paths": [[["a1.h2.k", "a0.h3"], "seq"], [["a1.h2.v"], None]],
+            "per_example": {"draw": [0, 0, 0, 0], "example": [0, 1, 2, 3], "target": [1.0, 1.0, 1.0, 1.0],
+                            "base": [3.0, 3.0, 3.0, 3.0], "intervened": [1.0, 3.0, 1.0, 3.0]}}
     return {**base, **changes}
 
 
@@ -205,10 +296,10 @@ def test_distribution_plot_marks_each_example_and_the_mean():
     root = ET.fromstring(svg)
     circles = root.findall("{http://www.w3.org/2000/svg}circle")
     assert len(circles) == 4 + 3 * 4
-    # Shares of the recovery are (scrubbed - ablated) / (clean - ablated) = 1, 0, 1, 0: two columns of dots.
+    # Shares of the recovery are (intervened - base) / (target - base) = 1, 0, 1, 0: two columns of dots.
     assert len({c.get("cx") for c in circles[:4]}) == 2
     assert ">mean<" in svg and ">at_least<" in svg and ">at_most<" not in svg
-    undefined = reports.distribution_svg(record(clean=3.0))
+    undefined = reports.distribution_svg(record(target=3.0))
     assert "undefined" in undefined
     assert "no per-example values" in reports.distribution_svg(record(per_example={})).lower()
 
@@ -235,16 +326,16 @@ def test_graph_falls_back_to_dot_text_without_a_dot_program(monkeypatch):
 
 
 def test_compare_finds_absolute_and_relative_drifts():
-    now = reports.to_frame([record(claim="a", recovered=0.9), record(claim="b", recovered=0.5), record(claim="new")])
-    then = reports.to_frame([record(claim="a", recovered=0.8), record(claim="b", recovered=0.5), record(claim="gone")])
-    table, drifts, notes = reports.compare(now, then, [reports.Limit("recovered", 0.05)])
-    assert [(d.claim, d.field, d.baseline, d.now) for d in drifts] == [("a", "recovered", 0.8, 0.9)]
-    assert "a: recovered moved from 0.8 (baseline) to 0.9 (change +0.1), more than the limit 0.05" in drifts[0].message()
+    now = reports.to_frame([record(claim="a", value=0.9), record(claim="b", value=0.5), record(claim="new")])
+    then = reports.to_frame([record(claim="a", value=0.8), record(claim="b", value=0.5), record(claim="gone")])
+    table, drifts, notes = reports.compare(now, then, [reports.Limit("value", 0.05)])
+    assert [(d.claim, d.field, d.baseline, d.now) for d in drifts] == [("a", "value", 0.8, 0.9)]
+    assert "a: value moved from 0.8 (baseline) to 0.9 (change +0.1), more than the limit 0.05" in drifts[0].message()
     assert notes == ["new: not in the baseline", "gone: in the baseline but not in this run"]
-    assert table[0] == ["claim", "baseline recovered", "recovered", "change"] and table[1] == ["a", "0.800", "0.900", "0.100"]
-    _, relative, _ = reports.compare(now, then, [reports.Limit("recovered", 0.2, relative=True)])
+    assert table[0] == ["claim", "baseline value", "value", "change"] and table[1] == ["a", "0.800", "0.900", "0.100"]
+    _, relative, _ = reports.compare(now, then, [reports.Limit("value", 0.2, relative=True)])
     assert relative == []
-    assert str(reports.Limit("recovered", 0.1, relative=True)) == "recovered:10%"
+    assert str(reports.Limit("value", 0.1, relative=True)) == "value:10%"
 
 
 def test_verdicts_on_intervals():

@@ -98,7 +98,7 @@ def test_fails(claim):
         assert fragment in row[name]["message"], (name, row[name]["message"])
         assert properties[name]["claim_verdict"] == verdict, name
     # The measured numbers stay in the row when a later failure decides the verdict.
-    assert row["test_assert_after"]["recovered"] == pytest.approx(1.0)
+    assert row["test_assert_after"]["value"] == pytest.approx(1.0)
     page = (pytester.path / "reports" / "latest.html").read_text()
     assert page.count(">error</span>") == 4 and ">xpassed</span>" in page
     result.stdout.fnmatch_lines(["*test_assert_after*error*", "*test_passes*pass*"])

@@ -21,14 +21,16 @@ Register your own models and tasks from a ``conftest.py``::
         return my_task(model.vocab_size, n, seed)
 
 The package: ``registry`` (models and tasks), ``builtins`` (the built-in ones), ``spec`` (markers
-and profiles -> ClaimSpec), ``verdict`` (pure judgement), ``experiment`` (the ``claim`` object).
+and profiles -> ClaimSpec), ``verdict`` (pure judgement), ``experiment`` (the ``claim`` object),
+``record`` (a claim's result as a ClaimRecord, and the measurement interface results follow).
 """
 from __future__ import annotations
 
 from ..errors import ClaimNotMet, ClaimSpecError, ModelUnavailable  # noqa: F401
 from . import builtins as _builtins  # noqa: F401  (registers the built-in models and tasks)
 from .builtins import GPT2_HOW_TO  # noqa: F401
-from .experiment import Claim, empty_record, make_record  # noqa: F401
+from .experiment import Claim  # noqa: F401
+from .record import ClaimRecord, as_record, empty_record, make_record  # noqa: F401
 from .registry import (LoadedModel, ModelBundle, build_task, load_model, model_names, register_model,  # noqa: F401
                        register_task, task_names)
 from .spec import (ABLATIONS, MARKER_ARGUMENTS, METRICS, MIN_SCALED_N, PROFILES, RESAMPLING, THRESHOLDS,  # noqa: F401

@@ -6,13 +6,10 @@ import time
 from typing import Callable, Mapping
 
 from ..errors import ClaimNotMet, ClaimSpecError
+from .record import ClaimRecord, empty_record, make_record  # noqa: F401  (empty_record and make_record lived here)
 from .registry import LoadedModel
 from .spec import ClaimSpec
 from .verdict import decide, explain
-
-
-def _number(x) -> float:
-    return float(x) if x is not None else float("nan")
 
 
 class Claim:
@@ -36,7 +33,7 @@ class Claim:
         self.model = model
         self.task = task
         self.result = None
-        self.record: dict | None = None
+        self.record: ClaimRecord | None = None
         self._controls = None
         self._hint = None
         self._inconclusive = inconclusive
@@ -246,47 +243,3 @@ def control_text(controls, beats_random: float | None) -> str:
     if beats_random is not None:
         text += f" (beats_random={beats_random:g} needs p <= {1 - beats_random:.3g})"
     return text + (f"; {controls.note}" if controls.note else "")
-
-
-def make_record(claim_id: str, spec: ClaimSpec, result, name: str, paths: list, verdict: str, seconds: float,
-                message: str, controls=None) -> dict:
-    """One claim's row plus what the HTML page draws; plain JSON-able values only, so it can
-    travel from a pytest-xdist worker to the controller.  For patching kinds, clean / ablated /
-    scrubbed are the target / base / patched runs (see interventions/effects.py)."""
-    per_example = result.per_example
-    kind = getattr(result, "kind", "scrub")
-    return {
-        "claim": claim_id, "kind": kind if kind == "scrub" else f"{kind} ({result.direction})",
-        "model": spec.model, "task": spec.task, "hypothesis": name,
-        "n": int(result.n), "seed": int(spec.seed), "draws": int(spec.draws), "metric": spec.metric,
-        "ablation": spec.ablation, "resampling": spec.resampling, "clean": float(result.clean), "ablated": float(result.ablated),
-        "scrubbed": float(result.scrubbed), "recovered": float(result.fraction_recovered),
-        "ci_low": float(result.ci[0]), "ci_high": float(result.ci[1]), "level": float(spec.level),
-        "effect_low": float(result.effect_ci[0]), "effect_high": float(result.effect_ci[1]),
-        "at_least": _number(spec.at_least), "at_most": _number(spec.at_most), "verdict": verdict,
-        "node_evaluations": int(result.node_evaluations), "forward_passes": int(result.forward_passes),
-        "cache_hits": int(result.cache_hits), "seconds": float(seconds),
-        "message": message,
-        "paths": paths, "unit": f"{result.units} {result.unit}{'s' if result.units != 1 else ''}",
-        "control_p": float("nan") if controls is None else float(controls.p_value),
-        "control_percentile": float("nan") if controls is None else float(controls.percentile),
-        "controls": [] if controls is None else [float(x) for x in controls.controls],
-        "per_example": {column: [float(x) for x in per_example[column]] for column in ("clean", "ablated", "scrubbed")}
-        | {column: [int(x) for x in per_example[column]] for column in ("draw", "example")},
-    }
-
-
-def empty_record(claim_id: str, spec: ClaimSpec | None, verdict: str, message: str, seconds: float = float("nan")) -> dict:
-    """The row of a claim that produced no result (skipped, or an error before its experiment finished)."""
-    nan = float("nan")
-    base = {"model": "", "task": "", "n": 0, "seed": 0, "draws": 0, "metric": "", "ablation": "", "resampling": "",
-            "level": nan, "at_least": nan, "at_most": nan}
-    if spec is not None:
-        base.update(model=spec.model, task=spec.task, n=spec.n, seed=spec.seed, draws=spec.draws, metric=spec.metric,
-                    ablation=spec.ablation, resampling=spec.resampling, level=spec.level, at_least=_number(spec.at_least), at_most=_number(spec.at_most))
-    return {
-        "claim": claim_id, "kind": "", "hypothesis": "", "unit": "", "control_p": nan, "control_percentile": nan,
-        "controls": [], **base, "clean": nan, "ablated": nan, "scrubbed": nan, "recovered": nan,
-        "ci_low": nan, "ci_high": nan, "effect_low": nan, "effect_high": nan, "verdict": verdict, "node_evaluations": 0, "forward_passes": 0,
-        "cache_hits": 0, "seconds": seconds, "message": message, "paths": [], "per_example": {},
-    }

@@ -55,6 +55,32 @@ class EffectResult:
     forward_passes: int = 0
     cache_hits: int = 0
 
+    # The measurement interface a claim's record reads (causal_hypotheses/claims/record.py); no
+    # ablation or resampling: the claim's record takes its spec's.
+    @property
+    def statistic(self) -> str:
+        return "fraction moved"
+
+    @property
+    def value(self) -> float:
+        return self.fraction_recovered
+
+    @property
+    def target(self) -> float:
+        return self.clean
+
+    @property
+    def base(self) -> float:
+        return self.ablated
+
+    @property
+    def intervened(self) -> float:
+        return self.scrubbed
+
+    @property
+    def details(self) -> list[dict]:
+        return []
+
 
 def patch_effect(engine, task, metric, *, kind: str, direction: str = "noising", level: float = 0.95,
                  nodes=None, senders=None, receivers=None, positions=None) -> EffectResult:

@@ -113,6 +113,39 @@ class ScrubResult:
     forward_passes: int = 0
     cache_hits: int = 0
 
+    # The measurement interface a claim's record reads (causal_hypotheses/claims/record.py).
+    @property
+    def kind(self) -> str:
+        return "scrub"
+
+    @property
+    def statistic(self) -> str:
+        return "fraction recovered"
+
+    @property
+    def value(self) -> float:
+        return self.fraction_recovered
+
+    @property
+    def target(self) -> float:
+        return self.clean
+
+    @property
+    def base(self) -> float:
+        return self.ablated
+
+    @property
+    def intervened(self) -> float:
+        return self.scrubbed
+
+    @property
+    def description(self) -> str:
+        return self.hypothesis
+
+    @property
+    def details(self) -> list[dict]:
+        return []
+
 
 def _status(path, pattern) -> tuple[str, int]:
     """("match" | "open" | "apart", depth) of a tree path against a pattern."""

@@ -1,4 +1,7 @@
-"""Baselines: checking a saved run, comparing this run with it, drift beyond the limits."""
+"""Baselines: checking a saved run, comparing this run with it, drift beyond the limits.
+
+A baseline is a claims report CSV; one written before the columns were generic (``recovered``
+where ``value`` is now) reads the same (see :func:`~causal_hypotheses.reports.table.read_csv`)."""
 from __future__ import annotations
 
 import math
@@ -8,11 +11,14 @@ from typing import Iterable, Mapping, Sequence
 
 from .table import IDENTITY, read_csv, _num
 
+# The header of the comparison table (terminal and notes).
+TABLE_HEADER = ("claim", "baseline value", "value", "change")
+
 
 def baseline_problem(path: Path, fields: Sequence[str] = ()) -> str | None:
     """What makes ``path`` unusable as a baseline (None when it is fine): not a readable CSV, no
-    ``claim`` or ``recovered`` column (or no column for a ``fields`` limit), no rows, a repeated
-    or empty claim id, a value that is not a number."""
+    ``claim`` or ``value`` column (``recovered`` in an older report; or no column for a ``fields``
+    limit), no rows, a repeated or empty claim id, a value that is not a number."""
     import pandas as pd
 
     path = Path(path)
@@ -28,8 +34,9 @@ def baseline_problem(path: Path, fields: Sequence[str] = ()) -> str | None:
         return f"the file is not a readable CSV ({' '.join(str(error).split())})"
     except OSError as error:
         return f"the file cannot be read ({error.strerror or error})"
-    shown = ", ".join(str(c) for c in list(frame.columns)[:8]) + (", ..." if len(frame.columns) > 8 else "")
-    missing = [column for column in ("claim", "recovered") if column not in frame.columns]
+    written = frame.attrs.get("renamed", {})  # a column's name in the file, where read_csv renamed it
+    shown = ", ".join(str(written.get(c, c)) for c in list(frame.columns)[:8]) + (", ..." if len(frame.columns) > 8 else "")
+    missing = [column for column in ("claim", "value") if column not in frame.columns]
     if missing:
         return (f"it has no {', '.join(repr(c) for c in missing)} column{'s' if len(missing) > 1 else ''} "
                 f"(its columns: {shown}), so it is not a claims report CSV")
@@ -46,11 +53,11 @@ def baseline_problem(path: Path, fields: Sequence[str] = ()) -> str | None:
     repeated = sorted(set(claims[claims.duplicated()].astype(str)))
     if repeated:
         return f"claim ids repeat: {', '.join(repeated[:3])}{', ...' if len(repeated) > 3 else ''}"
-    for column in dict.fromkeys(["recovered", *fields]):
+    for column in dict.fromkeys(["value", *fields]):
         values = pd.to_numeric(frame[column], errors="coerce")
         bad = frame[column][values.isna() & frame[column].notna()]
         if len(bad):
-            return (f"column {column!r} holds {bad.iloc[0]!r} (line {int(bad.index[0]) + 2}), which is not a number")
+            return (f"column {written.get(column, column)!r} holds {bad.iloc[0]!r} (line {int(bad.index[0]) + 2}), which is not a number")
     return None
 
 
@@ -104,7 +111,7 @@ def compare(frame, baseline, limits: Sequence[Limit], selected: Iterable[str] | 
             ) -> tuple[list[list[str]], list[Drift], list[str]]:
     """Compare this run with a baseline by claim id.
 
-    Returns the comparison table (header first: claim, recovered then and now, change), the
+    Returns the comparison table (header first: claim, value then and now, change), the
     drifts beyond ``limits``, and notes: claims present in only one of the two runs, and claims
     whose model, task, n or seed differ from their baseline row (their numbers are not comparable).
     A baseline claim missing from this run is noted only when it is in ``selected`` (the claims
@@ -114,7 +121,7 @@ def compare(frame, baseline, limits: Sequence[Limit], selected: Iterable[str] | 
     old = {row["claim"]: row for row in baseline.to_dict("records")}
     new = {row["claim"]: row for row in frame.to_dict("records")}
     wanted = None if selected is None else set(selected)
-    table = [["claim", "baseline recovered", "recovered", "change"]]
+    table = [list(TABLE_HEADER)]
     drifts: list[Drift] = []
     notes = [f"{claim}: not in the baseline" for claim in new if claim not in old]
     notes += [f"{claim}: in the baseline but not in this run" for claim in old
@@ -123,7 +130,7 @@ def compare(frame, baseline, limits: Sequence[Limit], selected: Iterable[str] | 
         if claim not in old:
             continue
         before = old[claim]
-        then, now = float(before["recovered"]), float(row["recovered"])
+        then, now = float(before["value"]), float(row["value"])
         table.append([claim, _num(then), _num(now), _num(now - then) if not math.isnan(now - then) else "—"])
         differ = mismatches(row, before)
         if differ:
@@ -147,12 +154,12 @@ def comparison_fields(frame, baseline, drifts: Sequence[Drift]) -> dict[str, dic
         before = old.get(row["claim"])
         if before is None:
             continue
-        then, now = float(before["recovered"]), float(row["recovered"])
+        then, now = float(before["value"]), float(row["value"])
         drifted = [d for d in drifts if d.claim == row["claim"]]
         differ = mismatches(row, before)
         notes = [("drift", d.message()) for d in drifted]
         if differ:
             notes.append(("warning", f"Not the same measurement as the baseline: {'; '.join(differ)}."))
-        fields[row["claim"]] = {"baseline_recovered": then, "change": now - then, "drift": bool(drifted),
+        fields[row["claim"]] = {"baseline_value": then, "change": now - then, "drift": bool(drifted),
                                 "baseline_notes": notes}
     return fields

@@ -13,8 +13,9 @@ import re
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from .table import _VERDICT_COLOURS, _write_text, _num, threshold_text, recovered_text, _effect_text, summary_rows, verdict_counts
-from .plots import controls_svg, distribution_svg
+from ..claims.record import as_record
+from .table import Record, _VERDICT_COLOURS, _write_text, _num, threshold_text, value_text, _effect_text, summary_rows, verdict_counts
+from .plots import controls_svg, distribution_svg, value_svg
 
 
 _OTHER = {"resample": "its own random example", "mean": "the dataset mean of what it carries", "zero": "zero"}
@@ -121,22 +122,31 @@ def anchor(claim_id: str) -> str:
     return f"claim-{readable}-{hashlib.sha1(claim_id.encode()).hexdigest()[:8]}"
 
 
-def claim_figures(record: Mapping) -> str:
-    """The costly part of a claim's section (hypothesis graph and distribution plot), rendered once."""
-    if not record.get("per_example"):
+def claim_figures(record: Record) -> str:
+    """The costly part of a claim's section (hypothesis graph and plots), rendered once: a scrub's
+    hypothesis drawn, the per-example distribution (or, for a kind whose value is not a share of
+    target - base, the value with its interval), the random controls."""
+    record = as_record(record)
+    if not record.measured:
         return ""
-    scrub = (record.get("kind") or "scrub") == "scrub"
-    drawing = [  # a patching claim has no hypothesis to draw: its facts say what was patched
+    drawing = [  # a patching claim (or any other kind) has no hypothesis to draw: its facts say what was tested
         "<h3>Hypothesis</h3>",
-        f'<p class="note">{html.escape(hypothesis_note(record["ablation"], record.get("resampling", "independent")))}</p>',
-        graph_html(hypothesis_digraph(record.get("paths", []), record.get("hypothesis", ""), record["ablation"])),
-    ] if scrub else []
+        f'<p class="note">{html.escape(hypothesis_note(record.ablation, record.resampling or "independent"))}</p>',
+        graph_html(hypothesis_digraph(record.paths, record.hypothesis, record.ablation)),
+    ] if record.base_kind == "scrub" else []
+    if record.per_example and not (math.isnan(record.target) and math.isnan(record.base)):
+        plot = ["<h3>Per-example distribution</h3>", distribution_svg(record)]
+    else:
+        plot = [f"<h3>{html.escape(_capital(record.statistic or 'value'))}</h3>", value_svg(record)]
     return "\n".join([
         *drawing,
-        "<h3>Per-example distribution</h3>",
-        distribution_svg(record),
-        *(["<h3>Random controls</h3>", controls_svg(record)] if record.get("controls") else []),
+        *plot,
+        *(["<h3>Random controls</h3>", controls_svg(record)] if record.controls else []),
     ])
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _notes_html(notes: Iterable[tuple[str, str]]) -> str:
@@ -144,42 +154,78 @@ def _notes_html(notes: Iterable[tuple[str, str]]) -> str:
     return f'<ul class="notes">{items}</ul>' if items else ""
 
 
-def _baseline_text(record: Mapping) -> str | None:
-    then = record.get("baseline_recovered")
-    if then is None or (isinstance(then, float) and math.isnan(then) and record.get("drift") is None):
+def _baseline_text(record: Record) -> str | None:
+    record = as_record(record)
+    then = record.baseline_value
+    if then is None or (isinstance(then, float) and math.isnan(then) and record.drift is None):
         return None
-    change = record.get("change")
+    change = record.change
     change = "—" if change is None or math.isnan(change) else f"{change:+.3f}"
-    drift = " — drifted beyond --claims-compare-fail" if record.get("drift") is True else ""
+    drift = " — drifted beyond --claims-compare-fail" if record.drift is True else ""
     return f"{_num(then)} (change {change}){drift}"
 
 
-def claim_section(record: Mapping, figures: str | None = None) -> str:
+def _cell(value) -> str:
+    """A Details table cell: numbers right-aligned (floats to 4 significant digits), all else as text."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"<td>{html.escape('' if value is None else str(value))}</td>"
+    if isinstance(value, float):
+        text = "—" if math.isnan(value) else f"{value:.4g}"
+    else:
+        text = str(value)
+    return f'<td class="num">{html.escape(text)}</td>'
+
+
+def details_html(details: Sequence[Mapping]) -> str:
+    """A kind's details (one dict per row) as an HTML table under the heading "Details", its
+    columns the rows' keys in the order they first appear; empty when there are none."""
+    if not details:
+        return ""
+    columns = list(dict.fromkeys(key for row in details for key in row))
+    head = "".join(f"<th>{html.escape(str(column))}</th>" for column in columns)
+    body = "".join("<tr>" + "".join(_cell(row.get(column)) for column in columns) + "</tr>" for row in details)
+    return f'<h3>Details</h3>\n<table class="details"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+# What the facts table calls what a kind tested (by the kind's first word); "hypothesis" otherwise.
+_TESTED = {"activation_patch": "patched", "path_patch": "patched"}
+
+
+def claim_section(record: Record, figures: str | None = None) -> str:
     """One claim's part of the HTML page: facts, verdict message, comparison with the baseline,
-    hypothesis graph, distribution (``figures``, from :func:`claim_figures`; rendered when None)."""
-    verdict = record["verdict"]
-    facts = [("kind", record.get("kind") or "scrub"), ("model", record["model"]), ("task", record["task"]),
-             ("hypothesis" if (record.get("kind") or "scrub") == "scrub" else "patched", record.get("hypothesis", "")),
-             ("metric", record["metric"]), ("ablation", f'{record["ablation"]} ({record.get("resampling", "")} resampling)'),
-             ("n", record["n"]), ("seed", record["seed"]), ("draws", record["draws"]),
-             ("clean / ablated / scrubbed" if (record.get("kind") or "scrub") == "scrub" else "target / base / patched",
-              " / ".join(_num(record[k], 4) for k in ("clean", "ablated", "scrubbed"))),
-             ("effect to explain: clean − ablated", _effect_text(record)),
-             ("recovered", recovered_text(record)), ("interval over", record.get("unit") or "—"), ("threshold", threshold_text(record["at_least"], record["at_most"])),
-             ("node evaluations / forward passes / cache hits",
-              f'{record["node_evaluations"]} / {record["forward_passes"]} / {record["cache_hits"]}')]
+    the kind's details, hypothesis graph and plots (``figures``, from :func:`claim_figures`;
+    rendered when None)."""
+    record = as_record(record)
+    verdict = record.verdict
+    names = record.run_names
+    means = (record.target, record.base, record.intervened)
+    ablation = f"{record.ablation} ({record.resampling} resampling)" if record.resampling else record.ablation or "—"
+    facts = [("kind", record.kind or "scrub"), ("model", record.model), ("task", record.task),
+             (_TESTED.get(record.base_kind, "hypothesis"), record.hypothesis),
+             ("metric", record.metric), ("ablation", ablation),
+             ("n", record.n), ("seed", record.seed), ("draws", record.draws)]
+    if not all(math.isnan(x) for x in means):
+        facts += [(" / ".join(names), " / ".join(_num(x, 4) for x in means)),
+                  (f"effect to explain: {names[0]} − {names[1]}", _effect_text(record))]
+    facts += [(record.statistic or "value", value_text(record)), ("interval over", record.unit or "—"),
+              ("threshold", threshold_text(record.at_least, record.at_most)),
+              ("node evaluations / forward passes / cache hits",
+               f"{record.node_evaluations} / {record.forward_passes} / {record.cache_hits}")]
     baseline = _baseline_text(record)
     if baseline is not None:
-        facts.append(("baseline recovered", baseline))
+        facts.append((f"baseline {record.statistic or 'value'}", baseline))
     rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts)
-    parts = [f'<section id="{anchor(record["claim"])}"><h2>{html.escape(record["claim"])} '
+    parts = [f'<section id="{anchor(record.claim)}"><h2>{html.escape(record.claim)} '
              f'<span class="verdict" style="background:{_VERDICT_COLOURS.get(verdict, "#fff")}">{html.escape(verdict)}</span></h2>']
-    notes = _notes_html(record.get("baseline_notes") or ())
+    notes = _notes_html(record.baseline_notes)
     if notes:
         parts.append(notes)
     parts.append(f'<table class="facts">{rows}</table>')
-    if record.get("message"):
-        parts.append(f'<pre class="message">{html.escape(record["message"])}</pre>')
+    if record.message:
+        parts.append(f'<pre class="message">{html.escape(record.message)}</pre>')
+    details = details_html(record.details)
+    if details:
+        parts.append(details)
     figures = claim_figures(record) if figures is None else figures
     if figures:
         parts.append(figures)
@@ -211,9 +257,9 @@ def render_html(frame, sections: Sequence[str], env: Mapping[str, str], title: s
     summary table, each claim's section, and the environment."""
     table = summary_rows(frame)
     summary = verdict_counts(frame)
-    compared = "baseline_recovered" in frame and frame["drift"].notna().any()
+    compared = "baseline_value" in frame and frame["drift"].notna().any()
     head = "".join(f"<th>{html.escape(h)}</th>" for h in table[0] + (["vs baseline"] if compared else []))
-    records = frame.to_dict("records")
+    records = [as_record(row) for row in frame.to_dict("records")]
     body = []
     for row, record in zip(table[1:], records):
         verdict = row[5]
@@ -223,7 +269,7 @@ def render_html(frame, sections: Sequence[str], env: Mapping[str, str], title: s
         cells.append(f'<td class="num">{html.escape(row[6])}</td>')
         if compared:
             text = _baseline_text(record) or "not in the baseline"
-            style = ' style="background:#f8d0d0"' if record.get("drift") is True else ""
+            style = ' style="background:#f8d0d0"' if record.drift is True else ""
             cells.append(f"<td{style}>{html.escape(text)}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
     env_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in env.items())
@@ -233,10 +279,11 @@ def render_html(frame, sections: Sequence[str], env: Mapping[str, str], title: s
         f"<title>{html.escape(title)}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f"<p>{len(frame)} claims: {html.escape(summary)}. The interval is Fieller's confidence interval of the "
-        "fraction recovered, (scrubbed − ablated) / (clean − ablated), over the unit each claim names (for "
-        "patching claims: the fraction of the clean-to-corrupt change moved, (patched − base) / (target − base)); "
-        "a claim passes when the whole interval clears its threshold.</p>",
+        f"<p>{len(frame)} claims: {html.escape(summary)}. Each claim's value is the statistic its kind names, with "
+        "its confidence interval over the unit the claim names: for scrubs Fieller's interval of the fraction "
+        "recovered, (scrubbed − ablated) / (clean − ablated); for patching claims the fraction of the "
+        "clean-to-corrupt change moved, (patched − base) / (target − base). A claim passes when the whole "
+        "interval clears its threshold.</p>",
         _notes_html(notes),
         f'<table class="summary"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>',
         *sections,

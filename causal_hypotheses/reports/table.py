@@ -1,6 +1,8 @@
 """The run's table: the record's columns, the DataFrame, CSV written atomically, the terminal table.
 
-pandas is imported inside the functions, so importing this module is cheap.
+The columns are the fields of :class:`~causal_hypotheses.claims.record.ClaimRecord`.  Every
+function here takes records as ClaimRecord objects or as mappings of their fields.  pandas is
+imported inside the functions, so importing this module is cheap.
 """
 from __future__ import annotations
 
@@ -8,21 +10,15 @@ import math
 import os
 import secrets
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence, Union
 
+from ..claims.record import COLUMNS, PER_EXAMPLE, ClaimRecord, as_record
 
-
-COLUMNS = (
-    "claim", "kind", "model", "task", "hypothesis", "n", "seed", "draws", "metric", "ablation", "resampling",
-    "clean", "ablated", "scrubbed", "recovered", "ci_low", "ci_high", "level", "unit", "effect_low", "effect_high",
-    "at_least", "at_most", "control_p", "control_percentile",
-    "verdict", "node_evaluations", "forward_passes", "cache_hits", "seconds", "message",
-    "baseline_recovered", "change", "drift",
-)
+Record = Union[ClaimRecord, Mapping]
 
 
 # Filled in at the end of a run compared with a baseline (--claims-compare); empty otherwise.
-COMPARISON = ("baseline_recovered", "change", "drift")
+COMPARISON = ("baseline_value", "change", "drift")
 
 
 # What must agree between a claim and its baseline row for the comparison to mean something.
@@ -34,7 +30,12 @@ IDENTITY = ("model", "task", "n", "seed")
 RUN_DEPENDENT = ("forward_passes", "cache_hits", "seconds")
 
 
-COMPARABLE = ("recovered", "ci_low", "ci_high", "clean", "ablated", "scrubbed", "seconds")
+COMPARABLE = ("value", "ci_low", "ci_high", "target", "base", "intervened", "seconds")
+
+
+# Columns of CSV files written before the columns were generic, and their names now.
+LEGACY_COLUMNS = {"recovered": "value", "clean": "target", "ablated": "base", "scrubbed": "intervened",
+                  "baseline_recovered": "baseline_value"}
 
 
 _VERDICT_COLOURS = {"pass": "#d8f0d8", "fail": "#f8d0d0", "inconclusive": "#fbe7c0", "no-effect": "#d8e4f4",
@@ -44,11 +45,11 @@ _VERDICT_COLOURS = {"pass": "#d8f0d8", "fail": "#f8d0d0", "inconclusive": "#fbe7
 VERDICTS = tuple(_VERDICT_COLOURS)  # the order in which counts are listed
 
 
-def to_frame(records: Iterable[Mapping]):
+def to_frame(records: Iterable[Record]):
     """The run's DataFrame: one row per claim record, columns in COLUMNS order."""
     import pandas as pd
 
-    rows = [{column: record.get(column) for column in COLUMNS} for record in records]
+    rows = [{column: getattr(record, column) for column in COLUMNS} for record in map(as_record, records)]
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     for column in ("n", "seed", "draws", "node_evaluations", "forward_passes", "cache_hits"):
         frame[column] = frame[column].astype("int64")
@@ -60,18 +61,18 @@ def csv_text(frame) -> str:
     return frame.to_csv(index=False)
 
 
-EXAMPLE_COLUMNS = ("claim", "kind", "draw", "example", "clean", "ablated", "scrubbed")
+EXAMPLE_COLUMNS = ("claim", "kind", *PER_EXAMPLE)
 
 
-def examples_text(records: Iterable[Mapping]) -> str:
+def examples_text(records: Iterable[Record]) -> str:
     """Every claim's per-example values in long form (one row per claim, draw and example)."""
     import pandas as pd
 
     rows = []
-    for record in records:
-        per = record.get("per_example") or {}
+    for record in map(as_record, records):
+        per = record.per_example
         for i in range(len(per.get("example", []))):
-            rows.append({"claim": record["claim"], "kind": record.get("kind", ""), **{k: per[k][i] for k in EXAMPLE_COLUMNS[2:]}})
+            rows.append({"claim": record.claim, "kind": record.kind, **{k: per[k][i] for k in PER_EXAMPLE}})
     return pd.DataFrame(rows, columns=list(EXAMPLE_COLUMNS)).to_csv(index=False)
 
 
@@ -81,9 +82,16 @@ def write_csv(frame, path: Path) -> Path:
 
 
 def read_csv(path: Path):
+    """A claims report CSV as a DataFrame.  One written before the columns were generic has its
+    ``recovered``, ``clean``, ``ablated``, ``scrubbed`` and ``baseline_recovered`` columns read as
+    ``value``, ``target``, ``base``, ``intervened`` and ``baseline_value``."""
     import pandas as pd
 
-    return pd.read_csv(path, keep_default_na=True, encoding="utf-8-sig")  # a spreadsheet may add a BOM
+    frame = pd.read_csv(path, keep_default_na=True, encoding="utf-8-sig")  # a spreadsheet may add a BOM
+    renamed = {old: new for old, new in LEGACY_COLUMNS.items() if old in frame.columns and new not in frame.columns}
+    frame = frame.rename(columns=renamed)
+    frame.attrs["renamed"] = {new: old for old, new in renamed.items()}  # what the file calls them
+    return frame
 
 
 def write_atomic(path: Path, data: str | bytes) -> Path:
@@ -131,29 +139,35 @@ def threshold_text(at_least, at_most) -> str:
     return " and ".join(parts) or "—"
 
 
-def recovered_text(row: Mapping) -> str:
-    if isinstance(row["recovered"], float) and math.isnan(row["recovered"]) and math.isnan(row["ci_low"]):
+def value_text(row: Record) -> str:
+    """The value with its interval and level: ``0.912 [0.850, 0.970] 95%``."""
+    row = as_record(row)
+    if _missing(row.value) and _missing(row.ci_low):
         return "—"
-    level = row["level"]
-    level = f"{level:.0%} " if isinstance(level, float) and not math.isnan(level) else ""
-    return f"{_num(row['recovered'])} [{_num(row['ci_low'])}, {_num(row['ci_high'])}] {level}".rstrip()
+    level = f"{row.level:.0%} " if not _missing(row.level) else ""
+    return f"{_num(row.value)} [{_num(row.ci_low)}, {_num(row.ci_high)}] {level}".rstrip()
 
 
-def _effect_text(row: Mapping) -> str:
-    low, high = row.get("effect_low"), row.get("effect_high")
-    if low is None or (isinstance(low, float) and math.isnan(low)):
+def _effect_text(row: Record) -> str:
+    """target - base with the interval of the effect, or "—" where the kind has none."""
+    row = as_record(row)
+    if _missing(row.effect_low):
         return "—"
-    return f"{_num(row['clean'] - row['ablated'], 4)} [{_num(low, 4)}, {_num(high, 4)}]"
+    return f"{_num(row.target - row.base, 4)} [{_num(row.effect_low, 4)}, {_num(row.effect_high, 4)}]"
+
+
+def _missing(x) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
 
 
 def summary_rows(frame) -> list[list[str]]:
     """Header and rows of the summary table (terminal and HTML)."""
-    header = ["claim", "model", "metric", "recovered [CI]", "threshold", "verdict", "time"]
+    header = ["claim", "model", "metric", "value [CI]", "threshold", "verdict", "time"]
     rows = [header]
     for row in frame.to_dict("records"):
         seconds = row["seconds"]
         rows.append([
-            row["claim"], row["model"], row["metric"], recovered_text(row),
+            row["claim"], row["model"], row["metric"], value_text(row),
             threshold_text(row["at_least"], row["at_most"]), row["verdict"],
             "—" if math.isnan(seconds) else f"{seconds:.2f}s",
         ])
