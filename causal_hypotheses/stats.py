@@ -119,7 +119,9 @@ def proportion_interval(hits, *, level: float = 0.95, unit: str = "pair") -> Int
     z = t_quantile((1 + level) / 2, math.inf)
     centre = (p + z * z / (2 * k)) / (1 + z * z / k)
     half = z * math.sqrt(p * (1 - p) / k + z * z / (4 * k * k)) / (1 + z * z / k)
-    return Interval(p, max(0.0, centre - half), min(1.0, centre + half), level, k, unit)
+    low = 0.0 if p == 0 else max(0.0, centre - half)  # exact at the ends: no rounding past 0 or 1
+    high = 1.0 if p == 1 else min(1.0, centre + half)
+    return Interval(p, low, high, level, k, unit)
 
 
 def examples_needed(interval: Interval, threshold: float, n: int) -> int | None:
