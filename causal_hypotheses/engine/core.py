@@ -22,6 +22,7 @@ from ..graph import ModelGraph
 from .cache import ActivationCache, check_cache_bytes, tree_map
 from .evaluate import Evaluator, live_entries
 from .ir import Node, Op
+from .lazy import Deferred
 from .plan import Planner, Selector
 
 Which = Callable[..., object]
@@ -218,6 +219,19 @@ class Engine:
             seconds=time.perf_counter() - started,
         )
         return RunResult(logits, hidden, stats, root, planner, len(tokens))
+
+    def deferred(self, inputs: Sequence, which: Which, branch: Branch | None = None, *, key: Callable | None = None) -> Deferred:
+        """``run(inputs, which, branch, key=key)``, made only when its logits are read and at the
+        positions read: ``deferred(...).blocks(k)`` are k :class:`~causal_hypotheses.engine.lazy.LazyLogits`
+        of shape (B / k, T, V), see engine/lazy.py."""
+        tokens = _as_token_batches(inputs, self.adapter)
+        B, T = next(t for t in tokens if torch.is_tensor(t)).shape
+        unembed = self.model.get_output_embeddings().weight  # (V, D): the logits' size and dtype
+
+        def run(positions):
+            return self.run(inputs, which, branch, key=key, logit_positions=positions)
+
+        return Deferred(run, (B, T, unembed.shape[0]), unembed.dtype, self.device)
 
     def __call__(self, inputs: Sequence, which: Which, branch: Branch | None = None, **options):
         """``res, cache = engine(inputs, which, branch)``: ``Engine.run``'s result and the engine's
