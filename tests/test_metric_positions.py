@@ -178,6 +178,9 @@ INDICES = [  # index, positions run (None: all)
     ((None, slice(None), -1), None),
     ((slice(None), True), None),
     ((slice(None), torch.tensor([True, False, True, False, True])), None),
+    pytest.param((slice(None), torch.tensor([1, 0, 1, 0, 1], dtype=torch.uint8)), None,  # torch reads uint8 as a mask
+                 marks=pytest.mark.filterwarnings("ignore:indexing with dtype torch.uint8")),
+    ((slice(None), np.array([1, 3])), None),
 ]
 
 
@@ -215,3 +218,5 @@ def test_lazy_logits_bound_the_runs_and_raise_as_torch_does():
     assert asked == [(1, 2, 3)]
     with pytest.raises(IndexError):
         lazy[:, T]
+    with pytest.raises(ValueError):
+        lazy[:, ::0]

@@ -12,7 +12,7 @@ import numbers
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -22,8 +22,10 @@ from ..graph import ModelGraph
 from .cache import ActivationCache, check_cache_bytes, tree_map
 from .evaluate import Evaluator, live_entries
 from .ir import Node, Op
-from .lazy import Deferred
 from .plan import Planner, Selector
+
+if TYPE_CHECKING:
+    from .lazy import Deferred
 
 Which = Callable[..., object]
 Branch = Callable[..., bool]
@@ -220,10 +222,12 @@ class Engine:
         )
         return RunResult(logits, hidden, stats, root, planner, len(tokens))
 
-    def deferred(self, inputs: Sequence, which: Which, branch: Branch | None = None, *, key: Callable | None = None) -> Deferred:
+    def deferred(self, inputs: Sequence, which: Which, branch: Branch | None = None, *, key: Callable | None = None) -> "Deferred":
         """``run(inputs, which, branch, key=key)``, made only when its logits are read and at the
         positions read: ``deferred(...).blocks(k)`` are k :class:`~causal_hypotheses.engine.lazy.LazyLogits`
         of shape (B / k, T, V), see engine/lazy.py."""
+        from .lazy import Deferred  # lazy.py reads core's index helpers
+
         tokens = _as_token_batches(inputs, self.adapter)
         B, T = next(t for t in tokens if torch.is_tensor(t)).shape
         unembed = self.model.get_output_embeddings().weight  # (V, D): the logits' size and dtype

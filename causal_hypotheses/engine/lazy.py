@@ -9,11 +9,12 @@ metric gets the values an ordinary run gives (up to float rounding of the smalle
 """
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 
 import numpy as np
 import torch
+
+from .core import as_index
 
 Positions = tuple[int, ...]
 
@@ -118,28 +119,16 @@ def _whole(value):
     return value
 
 
-def _integer(value) -> int | None:
-    """A Python, numpy or 0-d tensor integer as an int (bools are not integers here)."""
-    if isinstance(value, (bool, np.bool_)):
-        return None
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if torch.is_tensor(value) and value.dim() == 0 and not value.dtype.is_floating_point \
-            and not value.dtype.is_complex and value.dtype != torch.bool:
-        return int(value)
-    return None
-
-
 def index_positions(index, shape: tuple[int, ...]) -> tuple[Positions, object] | None:
     """``(positions, reindexed)``: the positions (axis 1) that ``tensor[index]`` reads of a tensor
     of ``shape`` (N, T, ...), sorted, and the index that reads the same values, in the same
     layout, of the tensor (N, P, ...) of those positions.  None when it reads every position,
-    or its index is one this does not follow (None, bool masks, a negative step, nested lists):
+    or its index is one this does not follow (None, masks, steps below 1, arrays, nested lists):
     then the whole tensor is computed and torch indexes it as ever."""
     items = list(index) if isinstance(index, tuple) else [index]
     for item in items:
         if item is None or isinstance(item, (bool, np.bool_)) \
-                or (torch.is_tensor(item) or isinstance(item, np.ndarray)) and item.dtype in (torch.bool, np.bool_):
+                or (torch.is_tensor(item) or isinstance(item, np.ndarray)) and item.dtype in (torch.bool, torch.uint8, np.bool_):
             return None
     ellipses = [i for i, item in enumerate(items) if item is Ellipsis]  # `is`: == on a tensor compares values
     if len(ellipses) > 1:
@@ -152,18 +141,19 @@ def index_positions(index, shape: tuple[int, ...]) -> tuple[Positions, object] |
     if len(items) < 2:
         return None
     seq, item = shape[1], items[1]
-    single = _integer(item)
+    single = as_index(item)
     if single is not None:
         if not -seq <= single < seq:
             return None
         positions = (single % seq,)
         items[1] = torch.zeros((), dtype=item.dtype, device=item.device) if torch.is_tensor(item) else 0
     elif isinstance(item, slice):
-        parts = [0 if part is None else _integer(part) for part in (item.start, item.stop, item.step)]
-        if any(part is None for part in parts) or item.step is not None and parts[2] <= 0:
+        parts = (item.start, item.stop, item.step)
+        bounds = [None if part is None else as_index(part) for part in parts]
+        if any(bound is None and part is not None for bound, part in zip(bounds, parts)) \
+                or bounds[2] is not None and bounds[2] <= 0:  # torch refuses steps below 1
             return None
-        item = slice(*(None if part is None else _integer(part) for part in (item.start, item.stop, item.step)))
-        positions = tuple(range(seq)[item])
+        positions = tuple(range(seq)[slice(*bounds)])
         if not positions:
             return None
         items[1] = slice(None)
@@ -174,8 +164,8 @@ def index_positions(index, shape: tuple[int, ...]) -> tuple[Positions, object] |
         chosen = torch.unique(wanted)  # sorted
         positions = tuple(int(p) for p in chosen)
         items[1] = torch.searchsorted(chosen, wanted).to(item.dtype)
-    elif isinstance(item, list) and item and all(_integer(p) is not None and not torch.is_tensor(p) for p in item):
-        wanted = [_integer(p) for p in item]
+    elif isinstance(item, list) and item and all(as_index(p) is not None and not torch.is_tensor(p) for p in item):
+        wanted = [as_index(p) for p in item]
         if not all(-seq <= p < seq for p in wanted):
             return None
         positions = tuple(sorted({p % seq for p in wanted}))
