@@ -2,10 +2,12 @@
 
 Every metric has the signature ``metric(logits, task, clean_logits=None) -> Tensor (B,)``.
 ``logits`` is (B, T, V), or (B, P, V) when the run unembedded P positions only (then
-``position`` indexes those P).
+``position`` indexes those P); ``clean_logits`` has the same layout.  :func:`metric_positions`
+says which positions a built-in metric reads, so that runs unembed those only.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import torch
@@ -66,6 +68,29 @@ def get_metric(metric) -> Callable:
     if metric not in METRICS:
         raise InputError(f"unknown metric {metric!r}; choose one of {sorted(METRICS)} or pass a function")
     return METRICS[metric]
+
+
+def metric_positions(metric, task) -> tuple[list[int] | None, object]:
+    """``(positions, task)``: the positions (sorted indices into T) whose logits a built-in metric
+    reads on ``task``, and the task with which it reads the same values from logits unembedded at
+    those positions only (``Engine.run(..., logit_positions=positions)``: (B, P, V); ``position``
+    and ``targets`` re-indexed into P).  ``(None, task)`` when it reads every position: a metric of
+    your own, a loss whose targets cover every position, or a task this cannot re-index.
+
+    logit_diff, accuracy and kl read the prediction position; loss the positions that have a
+    target in some example (or the prediction position, for a task without targets)."""
+    name = metric if isinstance(metric, str) else next((n for n, f in METRICS.items() if f is metric), None)
+    seq = task.clean.shape[1]
+    if name not in METRICS or not dataclasses.is_dataclass(task):
+        return None, task
+    if name == "loss" and task.targets is not None:
+        positions = (task.targets != -100).any(0).nonzero().flatten().tolist()
+        if not positions or len(positions) == seq or task.targets.shape[1] != seq:
+            return None, task
+        return positions, dataclasses.replace(task, targets=task.targets[:, positions])
+    if not -seq <= task.position < seq:
+        return None, task  # the metric says what is wrong with it
+    return [task.position % seq], dataclasses.replace(task, position=0)
 
 
 def fraction_recovered(scrubbed: float, ablated: float, clean: float) -> float:

@@ -12,7 +12,7 @@ import numbers
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -23,6 +23,9 @@ from .cache import ActivationCache, check_cache_bytes, tree_map
 from .evaluate import Evaluator, live_entries
 from .ir import Node, Op
 from .plan import Planner, Selector
+
+if TYPE_CHECKING:
+    from .lazy import Deferred
 
 Which = Callable[..., object]
 Branch = Callable[..., bool]
@@ -233,6 +236,21 @@ class Engine:
         mean = tree_map(lambda t: t.mean(0, keepdim=True), rows)
         item._mean = (key, mean)
         return mean, forwards
+
+    def deferred(self, inputs: Sequence, which: Which, branch: Branch | None = None, *, key: Callable | None = None) -> "Deferred":
+        """``run(inputs, which, branch, key=key)``, made only when its logits are read and at the
+        positions read: ``deferred(...).blocks(k)`` are k :class:`~causal_hypotheses.engine.lazy.LazyLogits`
+        of shape (B / k, T, V), see engine/lazy.py."""
+        from .lazy import Deferred  # lazy.py reads core's index helpers
+
+        tokens = _as_token_batches(inputs, self.adapter)
+        B, T = next(t for t in tokens if torch.is_tensor(t)).shape
+        unembed = self.model.get_output_embeddings().weight  # (V, D): the logits' size and dtype
+
+        def run(positions):
+            return self.run(inputs, which, branch, key=key, logit_positions=positions)
+
+        return Deferred(run, (B, T, unembed.shape[0]), unembed.dtype, self.device)
 
     def __call__(self, inputs: Sequence, which: Which, branch: Branch | None = None, **options):
         """``res, cache = engine(inputs, which, branch)``: ``Engine.run``'s result and the engine's

@@ -52,7 +52,7 @@ import torch
 from ..engine.core import MeanInput
 from ..errors import InputError, UnknownComponentError
 from ..graph import Component, ModelGraph, component
-from ..metrics import finite, get_metric, whole_number
+from ..metrics import finite, get_metric, metric_positions, whole_number
 from ..stats import Interval, mean_interval, ratio_interval
 from .compile import activation_patch_functions
 
@@ -163,13 +163,6 @@ def _sources(task, reference: str, ablation: str, seed: int):
     return [tokens[chosen]], torch.ones(n, dtype=torch.long)
 
 
-def _positions(metric, task):
-    """Logit positions the built-in metrics read (None: all)."""
-    if metric in ("logit_diff", "accuracy", "kl") or (metric == "loss" and task.targets is None):
-        return task.position
-    return None
-
-
 class _Knockouts:
     """Per-example metric values of knocked-out sets, each set run once, many per engine run."""
 
@@ -181,7 +174,7 @@ class _Knockouts:
         self.max_tokens = max_tokens
         self.values: dict[frozenset, torch.Tensor] = {}
         self.counters = [0, 0, 0]
-        self.positions = _positions(metric, task)
+        self.positions, self.measured_task = metric_positions(metric, task)  # built-in metrics: unembed only those
         clean = engine.run([task.clean], lambda path: 0, logit_positions=self.positions)
         self._count(clean)
         self.clean_logits = clean.logits.float().cpu()
@@ -193,7 +186,7 @@ class _Knockouts:
         self.counters[2] += run.stats.cache_hits
 
     def _measure(self, logits, where: str) -> torch.Tensor:
-        return finite(self.metric(logits, self.task, self.clean_logits), self.metric_name, where)
+        return finite(self.metric(logits, self.measured_task, self.clean_logits), self.metric_name, where)
 
     def knocked_out(self, kept: Iterable[str]) -> frozenset:
         """The set knocked out when only ``kept`` of the scope runs."""

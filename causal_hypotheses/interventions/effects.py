@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from ..errors import InputError
-from ..metrics import finite, fraction_recovered, get_metric
+from ..metrics import finite, fraction_recovered, get_metric, metric_positions
 from ..stats import mean_interval, ratio_interval
 from .patching import activation_patch, path_patch
 
@@ -95,21 +95,22 @@ def patch_effect(engine, task, metric, *, kind: str, direction: str = "noising",
         raise InputError(f"task {task.name!r} has identical clean and corrupt prompts: patching one into the other "
                          "cannot change anything; use a task with a corruption")
     measure = get_metric(metric)
+    read, measured_task = metric_positions(metric, task)  # a built-in metric's: unembed only those
     runs = {}
-    clean_run = engine.run([task.clean], lambda path: 0)
+    clean_run = engine.run([task.clean], lambda path: 0, logit_positions=read)
     clean_logits = clean_run.logits.float().cpu()
-    base_run = clean_run if direction == "noising" else engine.run([base], lambda path: 0)
-    target_run = engine.run([source], lambda path: 0)
+    base_run = clean_run if direction == "noising" else engine.run([base], lambda path: 0, logit_positions=read)
+    target_run = engine.run([source], lambda path: 0, logit_positions=read)
     if kind == "activation_patch":
-        patched_logits = activation_patch(engine, base, source, nodes, positions)
+        patched_logits = activation_patch(engine, base, source, nodes, positions, logit_positions=read)
         description = f"{_names(nodes)} patched{_at(positions)}"
     elif kind == "path_patch":
-        patched_logits = path_patch(engine, base, source, senders, receivers, positions)
+        patched_logits = path_patch(engine, base, source, senders, receivers, positions, logit_positions=read)
         description = f"paths {_names(senders)} -> {_names(receivers)} patched{_at(positions)}"
     else:  # pragma: no cover - the claims only ask for these two
         raise InputError(f"kind={kind!r}: expected 'activation_patch' or 'path_patch'")
     for name, logits in (("base", base_run.logits), ("target", target_run.logits), ("patched", patched_logits)):
-        runs[name] = finite(measure(logits.float().cpu(), task, clean_logits), metric, f"the {name} run")
+        runs[name] = finite(measure(logits.float().cpu(), measured_task, clean_logits), metric, f"the {name} run")
     clusters = task.features[task.cluster] if task.cluster is not None else None
     unit = task.cluster or "example"
     moved = ratio_interval(runs["patched"] - runs["base"], runs["target"] - runs["base"], level=level, clusters=clusters, unit=unit)

@@ -59,7 +59,6 @@ draws, and read its interval.
 """
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 import warnings
@@ -70,7 +69,7 @@ import torch
 
 from ..errors import InputError, UnknownComponentError
 from ..graph import CHANNELS, Component, ModelGraph, component, within
-from ..metrics import finite, get_metric, whole_number
+from ..metrics import finite, get_metric, metric_positions, whole_number
 from .scrubbing import Hypothesis, draw_setups, scrub
 
 COMPLETE = 1 - 1e-6  # a base fraction recovered at least this leaves nothing to add
@@ -266,20 +265,6 @@ def _batched(base, candidates: list[tuple], functions: list, n: int):
     return which, branch
 
 
-def _reading(metric, task):
-    """(positions, task): the positions a built-in metric reads (the engine then unembeds those
-    only, the costliest step with a large vocabulary) and the task to measure them with; (None,
-    task) for a metric of your own, which gets every position."""
-    if not isinstance(metric, str):
-        return None, task
-    if metric == "loss" and task.targets is not None:
-        positions = (task.targets != -100).any(0).nonzero().flatten().tolist()
-        if not positions:
-            return None, task
-        return positions, dataclasses.replace(task, targets=task.targets[:, positions])
-    return [task.position % task.clean.shape[1]], task  # logit_diff, kl, accuracy, loss at the answer
-
-
 def _scrubbed_means(engine, hypothesis, task, candidates, metric, clean_logits, ablation, resampling,
                     seed, draws, max_tokens, label: str | None) -> torch.Tensor:
     """(K,) mean over draws and examples of the metric with each candidate added; ``label``: print
@@ -290,7 +275,7 @@ def _scrubbed_means(engine, hypothesis, task, candidates, metric, clean_logits, 
         max_tokens = min(TOKENS_PER_RUN, LOGITS_PER_RUN // max(1, int(engine.adapter.vocab_size)))
     per_run = max(1, min(len(candidates), max_tokens // (n * seq)))
     chunks = [candidates[i : i + per_run] for i in range(0, len(candidates), per_run)]
-    positions, measured_task = _reading(metric, task)
+    positions, measured_task = metric_positions(metric, task)  # a built-in metric's: unembed only those
     totals = torch.zeros(len(candidates), dtype=torch.float64)
     started = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)  # scrub's, consumed in the same order (shared mode)
@@ -382,9 +367,10 @@ def hints(
         pool = given
     if not pool:
         return []
-    clean_logits = None  # only kl and metrics of your own read the clean logits
+    clean_logits = None  # only kl and metrics of your own read the clean logits, laid out as the others
     if metric == "kl" or not isinstance(metric, str):
-        clean_logits = engine.run([task.clean], lambda path: 0).logits.float().cpu()
+        positions = metric_positions(metric, task)[0]
+        clean_logits = engine.run([task.clean], lambda path: 0, logit_positions=positions).logits.float().cpu()
     effect = base.clean - base.ablated
     if progress:
         print(f"hints: {hypothesis.name!r} recovers {base.fraction_recovered:.3f}; scoring {len(pool)} candidates",

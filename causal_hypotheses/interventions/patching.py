@@ -10,6 +10,7 @@ import logging
 import math
 import numbers
 import sys
+import warnings
 from collections.abc import Iterable
 from typing import Callable, Sequence
 
@@ -120,10 +121,10 @@ def path_patch(engine, clean, corrupt, senders, receivers, positions=None, *, lo
     return engine.run([clean, corrupt], which, branch, key=key, logit_positions=logit_positions).logits
 
 
-def _per_block(metric: Callable, logits: torch.Tensor, n_blocks: int) -> list[float]:
+def _per_block(metric: Callable, blocks: Sequence[torch.Tensor]) -> list[float]:
     values = []
-    for chunk in logits.chunk(n_blocks):
-        value = metric(chunk)
+    for block in blocks:
+        value = metric(block)
         try:
             number = torch.as_tensor(value, dtype=torch.float64)
         except (TypeError, ValueError, RuntimeError) as error:
@@ -162,20 +163,38 @@ def _sweep_names(names, label: str, engine) -> list[str]:
 
 
 def _sweep(engine, base, source, items, metric, compile_fn, max_tokens, chunk_size, logit_positions, progress, label):
+    """The metric's mean with each item patched alone.  Without ``logit_positions`` each run is
+    made when the metric reads its logits, at the positions it indexes (engine/lazy.py)."""
     batch, seq = base.shape
     per_run = chunk_size or max(1, min(len(items), max_tokens // (batch * seq)))
     n_runs = math.ceil(len(items) / per_run)
     values: list[float] = []
+    every_position = False
     for run in range(n_runs):
         group = items[run * per_run : (run + 1) * per_run]
         which, branch, key = compile_fn(group)
         k = len(group)
-        result = engine.run([base.repeat(k, 1), source.repeat(k, 1)], which, branch, key=key, logit_positions=logit_positions)
-        values += _per_block(metric, result.logits, k)
-        message = f"{label}: run {run + 1}/{n_runs} ({len(values)}/{len(items)} done, {result.stats.seconds:.1f}s)"
+        inputs = [base.repeat(k, 1), source.repeat(k, 1)]
+        if logit_positions is None:
+            deferred = engine.deferred(inputs, which, branch, key=key)
+            values += _per_block(metric, deferred.blocks(k))
+            results, every_position = deferred.runs, every_position or deferred.every_position
+        else:
+            results = [engine.run(inputs, which, branch, key=key, logit_positions=logit_positions)]
+            values += _per_block(metric, results[0].logits.chunk(k))
+        seconds = sum(result.stats.seconds for result in results)
+        message = f"{label}: run {run + 1}/{n_runs} ({len(values)}/{len(items)} done, {seconds:.1f}s)"
         logger.info(message)
         if progress:
             print(message, file=sys.stderr, flush=True)
+    if every_position and seq > 1:
+        warnings.warn(
+            f"{label}: the metric used the logits other than by indexing the positions it reads (e.g. "
+            f"logits[:, -1], logits[:, -1, ids]), so every run computed and unembedded all {seq} positions; if it "
+            "reads some positions only, index them first or pass logit_positions=-1 (or the list it reads): "
+            "that is much faster with a large vocabulary",
+            stacklevel=3,
+        )
     return values
 
 
@@ -207,6 +226,13 @@ def activation_patch_sweep(
     Nodes default to every head; the result is a DataFrame (layer x head) for heads and
     a Series by name otherwise.  Many nodes share one engine run (``max_tokens`` tokens
     per run, or ``chunk_size`` nodes).
+
+    The metric gets logits (B, T, V) that are computed when it indexes them, at the positions it
+    indexes: ``lambda logits: logits[:, -1, answer] - logits[:, -1, distractor]`` makes the engine
+    compute and unembed the last position only, as ``logit_positions=-1`` would (see
+    engine/lazy.py); a metric that uses the logits otherwise (``logits.float()``, a softmax over
+    them) gets every position, with a warning.  ``logit_positions`` (an index or a list) instead
+    hands the metric logits (B, P, V) at those positions.
     """
     base, source = _pair(base, source, ("base", "source"))
     _check_sweep_options(metric, max_tokens, chunk_size)
@@ -238,7 +264,11 @@ def path_patch_sweep(
 
     Senders default to every head before the last receiver (every head for ``out``);
     the result is a DataFrame (layer x head; NaN for heads that cannot send) for heads,
-    a Series by name otherwise.
+    a Series by name otherwise.  The metric reads logits computed at the positions it indexes,
+    as in :func:`activation_patch_sweep`.
+
+    Example: ``path_patch_sweep(engine, clean, corrupt, ["a9.h9.q"], lambda logits: logits[:, -1, a]
+    - logits[:, -1, b])``, or with ``logit_positions=-1``, ``lambda logits: logits[:, 0, a] - logits[:, 0, b]``.
     """
     clean, corrupt = _pair(clean, corrupt, ("clean", "corrupt"))
     _check_sweep_options(metric, max_tokens, chunk_size)
