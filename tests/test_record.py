@@ -69,7 +69,7 @@ def test_a_kind_without_runs_or_effect_gets_nan_columns():
     assert (record.ablation, record.resampling) == ("", "")  # the result says they do not apply
     assert record.per_example["intervened"] == [1.0, 1.0, 0.0, 1.0]
     assert all(math.isnan(x) for x in record.per_example["target"] + record.per_example["base"])
-    assert record.run_names == ("target", "base", "intervened")
+    assert record.run_names == ("—", "unpatched hits", "hits")
     examples = pd.read_csv(io.StringIO(reports.examples_text([record])))
     assert examples["target"].isna().all() and examples["intervened"].tolist() == [1.0, 1.0, 0.0, 1.0]
 

@@ -203,7 +203,7 @@ EVERY_KIND = {
     "t.py::test_activation_patch": ("target / base / patched", "fraction moved", False),
     "t.py::test_path_patch": ("target / base / patched", "fraction moved", False),
     "t.py::test_iia": (None, "interchange accuracy", False),
-    "t.py::test_faithfulness": ("target / base / intervened", "faithfulness F(C)/F(M)", False),
+    "t.py::test_faithfulness": ("F(M) / base / F(C)", "faithfulness F(C)/F(M)", False),
     "t.py::test_completeness": (None, "completeness: largest |F(C\\K) - F(M\\K)|", True),
     "t.py::test_minimality": (None, "minimality: smallest relative drop", True),
 }

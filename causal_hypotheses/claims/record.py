@@ -141,6 +141,10 @@ RUN_NAMES = {
     "scrub": ("clean", "ablated", "scrubbed"),
     "activation_patch": ("target", "base", "patched"),
     "path_patch": ("target", "base", "patched"),
+    "iia": ("—", "unpatched hits", "hits"),
+    "faithfulness": ("F(M)", "base", "F(C)"),
+    "completeness": ("F(M∖K)", "base", "F(C∖K)"),
+    "minimality": ("F(C∖K)", "base", "F(C∖(K∪{v}))"),
 }
 DEFAULT_RUN_NAMES = ("target", "base", "intervened")
 

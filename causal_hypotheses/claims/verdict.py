@@ -86,6 +86,17 @@ def _explain_iia(verdict: str, spec: ClaimSpec, result) -> str:
     )
 
 
+def _criterion_means(result) -> str:
+    """The three means a criterion's record holds, named as the criterion reads them."""
+    base = "0" if result.normalise == "model" else f"F(∅) {result.base:.4g}"
+    if result.kind == "faithfulness":
+        return f"F(M) {result.target:.4g}, F(C) {result.intervened:.4g}, base {base}"
+    if result.kind == "completeness":
+        return f"at the largest gap's K: F(M∖K) {result.target:.4g}, F(C∖K) {result.intervened:.4g}; base {base}"
+    return (f"for the least necessary component v and its best K: F(C∖K) {result.target:.4g}, F(C∖(K∪{{v}})) "
+            f"{result.intervened:.4g}; base {base}")
+
+
 def _explain_criterion(verdict: str, spec: ClaimSpec, result) -> str:
     """A circuit criterion in words: the value, its interval, the knockouts, the deciding rows."""
     low, high = result.ci
@@ -106,7 +117,7 @@ def _explain_criterion(verdict: str, spec: ClaimSpec, result) -> str:
     return (
         f"{head}: {judged}\n"
         f"  {result.kind}: {result.description}; model {spec.model}, task {spec.task}, metric {spec.metric}, n={result.n}\n"
-        f"  metric means: model {result.target:.4g}, base {result.base:.4g}, intervened {result.intervened:.4g}; "
+        f"  metric means: {_criterion_means(result)}; "
         f"{result.knockouts} knockout sets; {_interval_basis(result)}{rows}"
         + "".join(f"\n  note: {note}" for note in spec.notes)
     )

@@ -45,6 +45,11 @@ def _scale(values, left: float, right: float):
     return low, high, x
 
 
+# Kinds whose value is not a mean share of target - base per example (a largest or smallest gap
+# over subsets): a per-example share plot would show a different number.
+NOT_SHARES = ("completeness", "minimality")
+
+
 def distribution_svg(record: Record, width: int = 640) -> str:
     """Per-example distribution of a claim, as inline SVG.
 
@@ -55,15 +60,16 @@ def distribution_svg(record: Record, width: int = 640) -> str:
     spread.  Bottom: the metric per example in each run (a scrub's clean, ablated and scrubbed).
 
     A kind whose value is not normalised against target and base means (NaN: interchange
-    accuracy, say, whose per-example values are hits) gets :func:`value_svg` instead: its
-    per-example values are not shares of anything.
+    accuracy, say, whose per-example values are hits) and a kind whose value is a largest or
+    smallest gap over subsets (completeness, minimality: their Details table has the gaps) get
+    :func:`value_svg` instead: their per-example values are not shares of the value.
     """
     record = as_record(record)
     per = record.per_example
     target, base, intervened = (per.get(k, []) for k in ("target", "base", "intervened"))
     if not intervened:
         return '<p class="note">No per-example values (the claim ran no experiment).</p>'
-    if math.isnan(record.target) and math.isnan(record.base):
+    if math.isnan(record.target) or math.isnan(record.base) or record.kind in NOT_SHARES:
         return value_svg(record, width)
     denominator = record.target - record.base
     statistic = record.statistic or "value"
@@ -188,7 +194,8 @@ def controls_svg(record: Record, width: int = 640) -> str:
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="100" viewBox="0 0 {width} 100" role="img" '
              f'aria-label="{label}" font-family="Helvetica, Arial, sans-serif" font-size="10">',
              f'<text x="{left}" y="12" font-weight="bold">{html.escape(record.statistic or "value")} of {len(controls)} random '
-             f'hypotheses of the same shape (dots) and of the hypothesis (red); p = {record.control_p:.3g}</text>']
+             f'{"hypotheses" if record.kind == "scrub" else "circuits"} of the same shape (dots) and of the '
+             f'{"hypothesis" if record.kind == "scrub" else "circuit"} (red); p = {record.control_p:.3g}</text>']
     for i, v in enumerate(controls):
         parts.append(f'<circle cx="{x(v):.1f}" cy="{(top + bottom) / 2 + 12 * _jitter(i):.1f}" r="3" fill="#555" fill-opacity="0.6"/>')
     parts.append(f'<line x1="{x(own):.1f}" y1="{top - 6}" x2="{x(own):.1f}" y2="{bottom}" stroke="#c0392b" stroke-width="2"/>')
