@@ -172,14 +172,14 @@ class Claim:
                 f"control={control} the smallest possible is 1/{control + 1}; use control >= {_controls_for(spec.beats_random)}")
         return control
 
-    def _hints_text(self, hypothesis, top: int) -> str:
+    def _hints_text(self, hypothesis, top: int, base=None) -> str:
         """The paths whose addition would recover the most, in words (never fails the claim itself)."""
         from ..interventions.hints import hints
 
         spec = self.spec
         try:
             found = hints(self.engine, hypothesis, self.task, spec.metric, top=top, seed=spec.seed, draws=spec.draws,
-                          ablation=spec.ablation, resampling=spec.resampling, max_candidates=64)
+                          ablation=spec.ablation, resampling=spec.resampling, max_candidates=64, base=base)
         except Exception as error:  # noqa: BLE001 - a hint is advice; its failure must not hide the verdict
             return f"  hints: could not rank the missing paths ({type(error).__name__}: {error})"
         useful = [hint for hint in found if hint.adds > 0]
@@ -203,7 +203,7 @@ class Claim:
         verdict = decide(*result.ci, spec.at_least, spec.at_most, effect=result.effect_ci)
         message = explain(verdict, spec, result, name)
         if verdict in ("fail", "inconclusive") and spec.at_least is not None and self._hint is not None:
-            message += "\n" + self._hints_text(*self._hint)
+            message += "\n" + self._hints_text(*self._hint, base=result)
         controls = self._controls
         if controls is not None:
             message += "\n  " + control_text(controls, spec.beats_random)

@@ -52,6 +52,14 @@ GPT-2-small-shaped model (n = 16, 16 tokens, 100 candidates) 26 s against 1.0 s 
 unembedding into 50257 logits and the loss are half of it).  Built-in metrics unembed only
 the positions they read.  ``progress=True`` prints each run to stderr.
 
+**Screening.**  So that only a few candidates pay that cost, every candidate is first scored on
+``screen`` (8) seeded examples with one draw, and only the ``top + 2`` best are scored on the
+whole task with every draw (the numbers returned are always these).  On the trained induction
+model (n = 64, 2 draws, one key composition left out, 31 candidates), with the claim's own scrub
+passed as ``base``: 1.6 s against 0.17 s for the scrub (9x), against 5.4 s (31x) scoring every
+candidate on the whole task; the same four leading hints, the fifth a different one of the
+0.0006-sized noise.  ``screen=None`` scores every candidate on the whole task.
+
 The scores are point estimates on one set of draws: at n = 16-32 an ``adds`` within about
 0.01 of zero is noise (on the true induction circuit none exceeds 0.01; a left-out key read
 adds 0.03-0.14).  Confirm a hint by scrubbing the refined hypothesis with more examples and
@@ -72,6 +80,7 @@ from ..graph import CHANNELS, Component, ModelGraph, component, within
 from ..metrics import finite, get_metric, metric_positions, whole_number
 from .scrubbing import Hypothesis, draw_setups, scrub
 
+SCREEN_MARGIN = 2  # candidates past ``top`` that the screening passes on to the exact scores
 COMPLETE = 1 - 1e-6  # a base fraction recovered at least this leaves nothing to add
 TOKENS_PER_RUN = 65536  # default size of a batched run, in tokens (candidates x examples x positions)
 LOGITS_PER_RUN = 2**27  # ... and in logits (tokens x vocabulary: 512 MiB of float32)
@@ -297,6 +306,23 @@ def _scrubbed_means(engine, hypothesis, task, candidates, metric, clean_logits, 
     return totals / draws
 
 
+def _screened(engine, hypothesis, task, metric, pool: list[tuple], keep: int, examples: int, settings: dict,
+              max_tokens, label) -> list[tuple]:
+    """The ``keep`` candidates that add the most on ``examples`` seeded examples with one draw, in
+    the pool's order: a cheap first pass, so that only they are scored on the whole task."""
+    generator = torch.Generator().manual_seed(settings["seed"])
+    small = task.subset(torch.randperm(len(task), generator=generator)[:examples].sort().values)
+    base = scrub(engine, hypothesis, small, metric, draws=1, **settings)
+    clean_logits = None
+    if metric == "kl" or not isinstance(metric, str):
+        positions = metric_positions(metric, small)[0]
+        clean_logits = engine.run([small.clean], lambda path: 0, logit_positions=positions).logits.float().cpu()
+    means = _scrubbed_means(engine, hypothesis, small, pool, metric, clean_logits, settings["ablation"],
+                            settings["resampling"], settings["seed"], 1, max_tokens, label)
+    best = set(sorted(range(len(pool)), key=lambda i: -float(means[i]) * (1 if base.clean >= base.ablated else -1))[:keep])
+    return [candidate for i, candidate in enumerate(pool) if i in best]
+
+
 # ----------------------------------------------------------------------------- the entry point
 
 
@@ -316,6 +342,8 @@ def hints(
     max_tokens: int | None = None,
     exhaustive: bool = False,
     progress: bool = False,
+    screen: int | None = 8,
+    base=None,
 ) -> list[Hint]:
     """The ``top`` paths left out of ``hypothesis`` whose addition recovers the most; see the
     module docstring.
@@ -331,6 +359,13 @@ def hints(
     ``max_candidates`` caps the first round (direct paths first, with a warning);
     ``max_tokens`` sizes the batched engine runs (default: 65536 tokens, fewer for a large
     vocabulary, so that a run's logits stay under 512 MiB); ``progress`` prints each run to stderr.
+
+    ``screen`` (default 8): when there are more than ``top + 2`` candidates and the task has more
+    than ``screen`` examples, every candidate is first scored on ``screen`` seeded examples with
+    one draw, and only the ``top + 2`` best are scored on the whole task with every draw; the
+    scores returned are always the whole task's.  ``screen=None`` scores every candidate on the
+    whole task.  ``base``: the hypothesis's own ScrubResult on this task with these settings,
+    when the caller has it (a claim does), so that it is not scrubbed again.
     """
     top = whole_number(top, "top", 1, "5")
     draws = whole_number(draws, "draws", 1, "2")
@@ -342,7 +377,11 @@ def hints(
     if not isinstance(hypothesis, Hypothesis):
         raise InputError(f"hypothesis is a {type(hypothesis).__name__}; pass a Hypothesis({{pattern: feature}}) or a dict")
     given = None if candidates is None else _given_candidates(engine.graph, hypothesis, candidates)
-    base = scrub(engine, hypothesis, task, metric, seed=seed, draws=draws, ablation=ablation, resampling=resampling)
+    if screen is not None:
+        screen = whole_number(screen, "screen", 2, "8")
+    settings = dict(seed=seed, ablation=ablation, resampling=resampling)
+    if base is None:
+        base = scrub(engine, hypothesis, task, metric, draws=draws, **settings)
     if base.clean == base.ablated:
         raise InputError(
             f"on task {task.name!r} the ablated model scores the same as the clean one ({base.clean:.6g} on "
@@ -382,6 +421,9 @@ def hints(
         recovered = (scrubbed - base.ablated) / effect
         return [Hint(path, float(r) - base.fraction_recovered, float(r)) for path, r in zip(paths, recovered)]
 
+    if screen is not None and len(pool) > top + SCREEN_MARGIN and len(task) > screen:
+        pool = _screened(engine, hypothesis, task, metric, pool, top + SCREEN_MARGIN, screen, settings, max_tokens,
+                         "hints, screening" if progress else None)
     found = scored(pool, "hints")
     # Round 2: the heads inside each whole layer that made the top and adds something.
     leading = sorted(found, key=lambda hint: -hint.adds)[:top]
