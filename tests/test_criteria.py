@@ -204,3 +204,26 @@ def test_resample_ablation_reads_other_reference_prompts(tiny_model, tiny_engine
     resampled = faithfulness(tiny_engine, CIRCUIT, task, "logit_diff", ablation="resample", seed=1)
     assert resampled.ablation == "resample" and not math.isclose(mean.value, resampled.value, rel_tol=1e-6)
     assert resampled.target == pytest.approx(mean.target, abs=1e-6)
+
+
+def test_random_circuits_are_seeded_and_shaped_like_the_circuit(tiny_model, tiny_engine):
+    from causal_hypotheses.interventions.criteria import control_circuits
+
+    task = toy_task(tiny_model)
+    first = control_circuits(tiny_engine, "faithfulness", CIRCUIT, task, "logit_diff", count=6, seed=4)
+    again = control_circuits(tiny_engine, "faithfulness", CIRCUIT, task, "logit_diff", count=6, seed=4)
+    other = control_circuits(tiny_engine, "faithfulness", CIRCUIT, task, "logit_diff", count=6, seed=5)
+    assert first.control_patterns == again.control_patterns and first.controls == again.controls
+    assert first.control_patterns != other.control_patterns
+    for patterns in first.control_patterns:
+        heads = sorted(pattern[0] for pattern in patterns)
+        assert len(set(heads)) == 3 and set(heads) != set(CIRCUIT)  # as many distinct heads, not the circuit
+        assert all(h.startswith("a") and ".h" in h for h in heads)
+    # Each control's value is the criterion measured on that circuit.
+    circuit = sorted(pattern[0] for pattern in first.control_patterns[0])
+    assert first.controls[0] == pytest.approx(faithfulness(tiny_engine, circuit, task, "logit_diff").value, rel=1e-9)
+    # p = (1 + #controls at least as good) / (count + 1); completeness counts lower as better.
+    better = sum(1 for v in first.controls if not v < first.recovered)
+    assert first.p_value == pytest.approx((1 + better) / 7)
+    complete = control_circuits(tiny_engine, "completeness", CIRCUIT, task, "logit_diff", count=4, seed=4, k=1)
+    assert complete.p_value == pytest.approx((1 + sum(1 for v in complete.controls if not v > complete.recovered)) / 5)
