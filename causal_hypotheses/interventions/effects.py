@@ -27,13 +27,14 @@ import torch
 from ..errors import InputError
 from ..metrics import finite, fraction_recovered, get_metric, metric_positions
 from ..stats import mean_interval, ratio_interval
+from .measurement import FractionOfChange
 from .patching import activation_patch, path_patch
 
 DIRECTIONS = ("noising", "denoising")
 
 
 @dataclass(frozen=True)
-class EffectResult:
+class EffectResult(FractionOfChange):
     kind: str  # "activation_patch" or "path_patch"
     direction: str
     description: str  # what was patched, in words
@@ -60,26 +61,6 @@ class EffectResult:
     @property
     def statistic(self) -> str:
         return "fraction moved"
-
-    @property
-    def value(self) -> float:
-        return self.fraction_recovered
-
-    @property
-    def target(self) -> float:
-        return self.clean
-
-    @property
-    def base(self) -> float:
-        return self.ablated
-
-    @property
-    def intervened(self) -> float:
-        return self.scrubbed
-
-    @property
-    def details(self) -> list[dict]:
-        return []
 
 
 def patch_effect(engine, task, metric, *, kind: str, direction: str = "noising", level: float = 0.95,

@@ -40,9 +40,10 @@ import torch
 from ..engine.core import MeanInput, ZeroInput
 from ..errors import InputError
 from ..graph import ANY_MODEL, within
-from .treeify import Sampler, correspondence, rotations, scrub_functions
 from ..metrics import finite, fraction_recovered, get_metric, metric_positions, whole_number
 from ..stats import mean_interval, ratio_interval
+from .measurement import FractionOfChange
+from .treeify import Sampler, correspondence, rotations, scrub_functions
 
 ABLATIONS = ("resample", "mean", "zero")
 RESAMPLING = ("independent", "shared")
@@ -90,7 +91,7 @@ class Hypothesis:
 
 
 @dataclass(frozen=True)
-class ScrubResult:
+class ScrubResult(FractionOfChange):
     hypothesis: str
     task: str
     metric: str
@@ -123,28 +124,8 @@ class ScrubResult:
         return "fraction recovered"
 
     @property
-    def value(self) -> float:
-        return self.fraction_recovered
-
-    @property
-    def target(self) -> float:
-        return self.clean
-
-    @property
-    def base(self) -> float:
-        return self.ablated
-
-    @property
-    def intervened(self) -> float:
-        return self.scrubbed
-
-    @property
     def description(self) -> str:
         return self.hypothesis
-
-    @property
-    def details(self) -> list[dict]:
-        return []
 
 
 def _status(path, pattern) -> tuple[str, int]:
