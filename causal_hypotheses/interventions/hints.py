@@ -21,7 +21,7 @@ something inside that layer at that place):
    "a0.h3")``; likewise the writers into a named MLP or whole attention layer;
 3. then, finer, each head inside the whole-layer candidates of 1 and 2 (``("a0.h3",)`` inside
    ``("a0",)``): scored in a second round only for the whole layers among the ``top`` that add
-   something, or all at once with ``exhaustive=True``.
+   more than ``NOISE`` (0.01), or all at once with ``exhaustive=True``.
 
 A candidate is dropped when the hypothesis already covers it (an existing pattern is a
 prefix of it, name by name at the same or a coarser level: every path it matches is already
@@ -80,6 +80,7 @@ from ..graph import CHANNELS, Component, ModelGraph, component, within
 from ..metrics import finite, get_metric, metric_positions, whole_number
 from .scrubbing import Hypothesis, draw_setups, scrub
 
+NOISE = 0.01  # an adds this small is noise at the usual n (see Scores): no finer round for it
 SCREEN_MARGIN = 2  # candidates past ``top`` that the screening passes on to the exact scores
 COMPLETE = 1 - 1e-6  # a base fraction recovered at least this leaves nothing to add
 TOKENS_PER_RUN = 65536  # default size of a batched run, in tokens (candidates x examples x positions)
@@ -427,7 +428,7 @@ def hints(
     found = scored(pool, "hints")
     # Round 2: the heads inside each whole layer that made the top and adds something.
     leading = sorted(found, key=lambda hint: -hint.adds)[:top]
-    finer = [head for hint in leading if hint.adds > 0 for head in inside.get(hint.pattern, [])]
+    finer = [head for hint in leading if hint.adds > NOISE for head in inside.get(hint.pattern, [])]
     if finer:
         found += scored(finer, "hints, heads inside the leading layers")
     found.sort(key=lambda hint: -hint.adds)  # stable: ties keep the candidates' order
