@@ -81,6 +81,8 @@ def _status_mb(field: str) -> float | None:
 def measure(fn, repeats: int):
     """One warm-up call, then ``repeats`` timed calls. Returns (last result, median s, times, memory dict)."""
     rss_before = _status_mb("VmRSS")
+    # Read before the reset: on Linux ru_maxrss follows the kernel's mark, which the reset clears.
+    loading_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     reset = _reset_peak_rss()
     result = fn()  # warm-up
     times = []
@@ -90,7 +92,7 @@ def measure(fn, repeats: int):
         times.append(time.perf_counter() - started)
     memory = {
         # ru_maxrss: peak resident set of the whole process (model loading included), KiB on Linux.
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(max(loading_peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024, 1),
         # VmHWM after resetting it (clear_refs=5) just before the experiment: peak RSS while
         # the experiment ran, which includes the resident model weights.
         "experiment_peak_rss_mb": round(_status_mb("VmHWM"), 1) if reset and _status_mb("VmHWM") is not None else None,

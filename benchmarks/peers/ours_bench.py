@@ -1,8 +1,12 @@
 """causal_hypotheses on the peer benchmark's experiments (same fixture, metric and JSON).
 
-    python benchmarks/peers/ours_bench.py MODEL_DIR --experiment act_patch_heads|path_patch_q|scrub
+    python benchmarks/peers/ours_bench.py MODEL_DIR --experiment act_patch_heads|path_patch_q|scrub [--method default|tuned]
 
 Every timed call starts from an empty activation cache, as the peers start from nothing.
+``--method default`` makes the call exactly as a user writes it (no ``logit_positions``: the
+sweep's logits are computed when the metric indexes them); ``tuned`` adds ``logit_positions=-1``
+(only the last position is unembedded). The scrub has one call: its built-in metric already
+unembeds only the positions it reads.
 """
 from __future__ import annotations
 
@@ -18,6 +22,9 @@ from causal_hypotheses import Engine, Hypothesis, activation_patch_sweep, path_p
 from causal_hypotheses.tasks import Task  # noqa: E402
 
 TOOL = "causal_hypotheses"
+_METHODS = {"default": "the call as a user writes it, without logit_positions",
+            "tuned": "with logit_positions=-1, the positions the metric reads"}
+METHODS = {"act_patch_heads": _METHODS, "path_patch_q": _METHODS}
 
 # The scrubbing experiment: a multi-head hypothesis (the two receivers' direct paths, with
 # their query inputs only through four earlier heads) on the fixture's clean prompts.
@@ -29,7 +36,8 @@ SCRUB_HYPOTHESIS = Hypothesis(
 
 
 def main() -> None:
-    args, _ = common.start(__doc__, TOOL)
+    args, method = common.start(__doc__, TOOL, METHODS)
+    tuning = {"logit_positions": -1} if method == "tuned" else {}
     batch = common.load_batch(args.model_dir)
     clean, corrupt, answer, distractor = batch["clean"], batch["corrupt"], batch["answer"], batch["distractor"]
     engine = Engine.from_hf(common.load_hf(args.model_dir))
@@ -40,14 +48,14 @@ def main() -> None:
     if args.experiment == "act_patch_heads":
         def experiment():
             engine.cache.clear()
-            return activation_patch_sweep(engine, clean, corrupt, metric, positions=-1, logit_positions=-1)
+            return activation_patch_sweep(engine, clean, corrupt, metric, positions=-1, **tuning)
     elif args.experiment == "path_patch_q":
         senders = [f"a{l}.h{h}" for l in common.SENDER_LAYERS for h in range(12)]
         receivers = [f"a{l}.h{h}.q" for l, h in common.RECEIVERS]
 
         def experiment():
             engine.cache.clear()
-            return path_patch_sweep(engine, clean, corrupt, receivers, metric, senders=senders, logit_positions=-1)
+            return path_patch_sweep(engine, clean, corrupt, receivers, metric, senders=senders, **tuning)
     else:
         task = Task("fixture", clean, corrupt, answer=answer, distractor=distractor, features={"example": torch.arange(len(clean))})
 
@@ -62,7 +70,7 @@ def main() -> None:
         values = torch.tensor(result.to_numpy()).reshape(-1, 12)
         if args.experiment == "path_patch_q":
             values = values[: len(common.SENDER_LAYERS)]
-    common.emit(TOOL, args.experiment, values, seconds, times, memory, args.repeats)
+    common.emit(TOOL, args.experiment, values, seconds, times, memory, args.repeats, method=method or "-")
 
 
 if __name__ == "__main__":

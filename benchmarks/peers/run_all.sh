@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run every peer benchmark on one fixture, each in its own process, then cross-check.
+# Run every peer benchmark on one fixture, each in its own process, cross-check, and print the
+# README's performance table as markdown (also written to OUT_DIR/table.md).
 #   bash benchmarks/peers/run_all.sh [OUT_DIR] [REPEATS] [EXTRA]
 # PEERS_PY: the peers venv's python (default /work/peers-venv/bin/python).
 # OURS_PY: the project's python (default .venv/bin/python in the repo).
@@ -18,11 +19,13 @@ model="$out/model"
 
 runs=(  # tools alternate within each experiment
   "hf_reference.py act_patch_heads -"
-  "ours_bench.py act_patch_heads -"
+  "ours_bench.py act_patch_heads default"
+  "ours_bench.py act_patch_heads tuned"
   "tl_bench.py act_patch_heads batched"
   "pyvene_bench.py act_patch_heads source_reps"
   "hf_reference.py path_patch_q -"
-  "ours_bench.py path_patch_q -"
+  "ours_bench.py path_patch_q default"
+  "ours_bench.py path_patch_q tuned"
   "tl_bench.py path_patch_q fork"
   "tl_bench.py path_patch_q two_run"
   "pyvene_bench.py path_patch_q two_run"
@@ -43,4 +46,8 @@ for run in "${runs[@]}"; do
   "$runner" "${args[@]}" >"$name" 2>"$name.err" || { echo "failed: see $name.err" >&2; exit 1; }
   grep '^{' "$name" | tail -1 | cut -c1-200 >&2
 done
-"$py" "$here/compare.py" "$out"/*.json
+status=0
+"$py" "$here/compare.py" "$out"/*.json || status=$?
+"$py" "$here/table.py" "$out"/*.json | tee "$out/table.md"
+[ "$status" = 0 ] || echo "the cross-check failed (see above): the table's numbers are not comparable" >&2
+exit "$status"

