@@ -117,6 +117,9 @@ class ArchitectureAdapter(Protocol):
     def mlp(self, layer: int, resid: torch.Tensor) -> torch.Tensor:
         """MLP L (its norm included) on the stream it reads, resid (B, T, D): (B, T, D)."""
 
+    def mlp_macs(self, layer: int) -> int:
+        """Multiply-adds of MLP ``layer``'s matmuls per token position (for the work counters, engine/flops.py)."""
+
     def final(self, resid: torch.Tensor, positions: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Final norm and unembedding of resid (B, T, D): hidden (B, P, D) and logits (B, P, V),
         P the ``positions`` (indices into T) or all T."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from . import ir
+from .flops import Costs, Work
 from .ir import Op
 
 
@@ -39,8 +40,10 @@ class Evaluator:
     all of them; see :func:`live_entries`); a value may be anything elsewhere.
     """
 
-    def __init__(self, adapter, acts: dict, rows_for: dict, planner, need: dict, device) -> None:
+    def __init__(self, adapter, acts: dict, rows_for: dict, planner, need: dict, device, costs: Costs | None = None) -> None:
         self.adapter, self.acts, self.rows_for, self.planner = adapter, acts, rows_for, planner
+        self.costs = Costs(adapter) if costs is None else costs
+        self.work = Work(self.costs)  # what this run computes (engine/flops.py)
         self.B, self.T = planner.batch, planner.seq
         self.device = device
         self.need = {node_id: entries.to(device) for node_id, entries in need.items()}
@@ -94,7 +97,16 @@ class Evaluator:
         if examples is not None:  # whole examples: a row gather, much faster than per entry
             return self.dense(self.captured(base), examples).flatten(0, 1)
         site, key = base
-        return self.adapter.site(self.acts, site, *self._selection(key, index))
+        return self._site(site, *self._selection(key, index))
+
+    def _site(self, site, rows: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
+        """``adapter.site``, counting the work of the one computed site: a head's output is
+        its captured z times the head's rows of the output projection (not part of the floor:
+        an ordinary forward computes it inside the captured layer output)."""
+        if site[0] == "head_out":
+            n = rows.numel() * (self.T if positions is None else 1)
+            self.work.add("out", n, n * self.costs.vector, needed=0)
+        return self.adapter.site(self.acts, site, rows, positions)
 
     def _whole_examples(self, index: torch.Tensor) -> torch.Tensor | None:
         """The examples whose entries ``index`` (sorted) lists completely, if it lists nothing else."""
@@ -115,7 +127,7 @@ class Evaluator:
             if examples is not None:
                 rows = rows[examples]
                 positions = None if positions is None else positions[examples]
-            out = self.adapter.site(self.acts, site, rows, positions)
+            out = self._site(site, rows, positions)
             if patch.index.numel() == 0:
                 return out
             out = out.clone()
@@ -162,22 +174,25 @@ class Evaluator:
     def _mlp(self, spec: ir.Mlp, node, args, need):
         layer = spec.layer
         return self._tokenwise(args[0], need, ("resid", "mlp_in", layer), ("mlp_out", layer),
-                               lambda x, t: self.adapter.mlp(layer, x[None])[0])
+                               lambda x, t: self.adapter.mlp(layer, x[None])[0], "mlp", 1, self.costs.mlp[layer])
 
     def _proj(self, spec: ir.Proj, node, args, need):
         layer, head, channel = spec.layer, spec.head, spec.channel
         return self._tokenwise(args[0], need, ("resid", "attn_in", layer), ("qkv", layer, head, channel),
-                               lambda x, t: self.adapter.ln1_proj(layer, head, channel, x[None], t)[0])
+                               lambda x, t: self.adapter.ln1_proj(layer, head, channel, x[None], t)[0],
+                               "qkv", 1, self.costs.vector)
 
     def _head_core(self, spec: ir.HeadCore, node, args, need):
         layer, head = spec.layer, spec.head
         return self._tokenwise(args[0], need, ("z", layer), ("head_out", layer, head),
-                               lambda z, t: self.adapter.head_from_core(layer, head, z[None])[0])
+                               lambda z, t: self.adapter.head_from_core(layer, head, z[None])[0],
+                               "out", 1, self.costs.vector)
 
     def _layer_core(self, spec: ir.LayerCore, node, args, need):
         layer = spec.layer
         return self._tokenwise(args[0], need, ("z", layer), ("attn_out", layer),
-                               lambda z, t: self.adapter.layer_from_core(layer, z[None])[0])
+                               lambda z, t: self.adapter.layer_from_core(layer, z[None])[0],
+                               "out", self.costs.n_heads, self.costs.n_heads * self.costs.vector)
 
     def _core_node(self, spec: ir.Core, node, args, need):
         return self._core(spec.layer, args[0], need)
@@ -186,6 +201,8 @@ class Evaluator:
         return self._head(spec.layer, spec.head, args, need)
 
     def _final(self, spec: ir.Final, node, args, need):
+        n = self.B * (self.T if spec.positions is None else len(spec.positions))
+        self.work.add("unembed", n, n * self.costs.unembed)
         return self.adapter.final(self.dense(args[0]), spec.positions)
 
     def _delta(self, spec: ir.Delta, node, args, need) -> SparseOverride:
@@ -272,14 +289,17 @@ class Evaluator:
 
         return self._dense_patch(need, compute)
 
-    def _tokenwise(self, x: SparseOverride, need, in_site, out_site, fn) -> SparseOverride:
-        """A computation that treats every (example, position) alone: run on the changed entries."""
+    def _tokenwise(self, x: SparseOverride, need, in_site, out_site, fn, kind: str, rows: int, flops: int) -> SparseOverride:
+        """A computation that treats every (example, position) alone: run on the changed
+        entries.  Each entry counts as ``rows`` positions of ``kind`` costing ``flops``."""
         if x.base is not None and x.base[0] == in_site:
             index, values = self._keep(x.index, x.values, need)
             if index.numel() == 0:
                 return self.captured((out_site, x.base[1]))
+            self.work.add(kind, rows * index.numel(), flops * index.numel())
             return SparseOverride((out_site, x.base[1]), index, fn(values, index % self.T))
         read = self._dense_patch(need, lambda examples: self.dense(x, examples))
+        self.work.add(kind, rows * read.index.numel(), flops * read.index.numel())
         return SparseOverride(None, read.index, fn(read.values, read.index % self.T))
 
     def _attended(self, changed_q: list[SparseOverride], changed_kv: list[SparseOverride], examples: torch.Tensor, need) -> torch.Tensor:
@@ -323,7 +343,12 @@ class Evaluator:
     def _core(self, layer: int, resid: SparseOverride, need) -> SparseOverride:
         """All heads of a layer: z (B, T, H, dh)."""
         if resid.base is None or resid.base[0] != ("resid", "attn_in", layer):
-            return self._dense_patch(need, lambda examples: self.adapter.attn_core(layer, self.dense(resid, examples)))
+            def compute(examples):
+                self._count_qkv(examples.numel() * self.T)
+                self._count_attention(layer, self.costs.n_heads, examples.numel(), None)
+                return self.adapter.attn_core(layer, self.dense(resid, examples))
+
+            return self._dense_patch(need, compute)
         key, rows = resid.base[1], self._rows(need)
         changes = [resid] + self._mixed(key, rows)
         examples = self._changed_examples(changes, rows)
@@ -333,9 +358,11 @@ class Evaluator:
         index, values = self._keep(resid.index, resid.values, rows[:, None].expand(self.B, self.T))
         if index.numel():
             local = self._local(index, examples)
+            self._count_qkv(index.numel())
             qkv.view((-1,) + tuple(qkv.shape[2:])).index_copy_(0, local, self.adapter.qkv(layer, values[None], index % self.T)[0])
         z = self.adapter.core_from_qkv(layer, qkv)  # (r, T, H, dh)
         changed = self._attended([], changes, examples, need)
+        self._count_attention(layer, self.costs.n_heads, examples.numel(), changed)
         return SparseOverride((("z", layer), key), changed, z.flatten(0, 1)[self._local(changed, examples)])
 
     def _head(self, layer: int, head: int, channels: list[SparseOverride], need) -> SparseOverride:
@@ -350,9 +377,30 @@ class Evaluator:
             q, k, v = (self.dense(c, examples) for c in channels)
             z = self.adapter.attend(layer, q[:, None], k[:, None], v[:, None])[:, 0]  # (r, T, dh)
             changed = self._attended(channels[:1], channels[1:] + mixed, examples, need)
+            self._count_attention(layer, 1, examples.numel(), changed)
+            self.work.add("out", changed.numel(), changed.numel() * self.costs.vector)
             picked = z.flatten(0, 1)[self._local(changed, examples)]
             return SparseOverride((("head_out", layer, head), key), changed, picked @ self.adapter.w_out(layer, head))
-        return self._dense_patch(need, lambda examples: self.adapter.head_from_qkv(layer, head, *(self.dense(c, examples) for c in channels)))
+
+        def compute(examples):
+            self._count_attention(layer, 1, examples.numel(), None)
+            self.work.add("out", examples.numel() * self.T, examples.numel() * self.T * self.costs.vector)
+            return self.adapter.head_from_qkv(layer, head, *(self.dense(c, examples) for c in channels))
+
+        return self._dense_patch(need, compute)
+
+    # ------------------------------------------------------------ work counters
+    def _count_qkv(self, positions: int) -> None:
+        """Every head's q, k and v projected at ``positions`` entries."""
+        vectors = positions * (self.costs.n_heads + 2 * self.costs.n_kv_heads)
+        self.work.add("qkv", vectors, vectors * self.costs.vector)
+
+    def _count_attention(self, layer: int, heads: int, examples: int, kept: torch.Tensor | None) -> None:
+        """``heads`` heads attended for every query position of ``examples`` whole examples,
+        of which the entries ``kept`` (flat indices; None: all) are read: the floor's share."""
+        computed = examples * heads * self.costs.attention(layer, range(self.T))
+        needed = computed if kept is None else heads * self.costs.attention(layer, kept % self.T)
+        self.work.add("attention", examples * heads * self.T, computed, needed)
 
 
 def live_entries(order: list, planner) -> dict:
