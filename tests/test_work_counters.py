@@ -59,7 +59,7 @@ def test_patching_one_head_at_the_last_position_recomputes_later_components_ther
     assert stats.rows == {
         "mlp": 2 * B,  # m1 and m2 at the last position
         "qkv": 3 * H * B,  # layer 2's q, k, v of every head at the last position
-        "attention": H * B * T,  # layer 2, every head, whole examples (the query rows that change: 1 each)
+        "attention": H * B,  # layer 2, every head, the last query (its keys and values did not change)
         "out": H * B + 2 * B,  # layer 2's output projection at the last position; a1.h2's change
         "unembed": B,
     }
@@ -72,8 +72,29 @@ def test_patching_one_head_at_the_last_position_recomputes_later_components_ther
         + B * 2 * D * V  # unembedding
     )
     assert stats.floor_flops == floor
-    whole_examples = B * H * sum(4 * dh * (t + 1) for t in range(T)) - B * 2 * 2 * D * T
-    assert stats.flops == floor + 2 * B * 2 * dh * D + whole_examples
+    assert stats.flops == floor + 2 * B * 2 * dh * D
+
+
+def test_attention_recomputes_the_queries_from_the_first_changed_key_on(model):
+    """a1.h2 reads the corrupt input at position 5 of 9, every logit is read: layer 2 attends
+    again for queries 5..8 only (earlier queries cannot see the change), every later component
+    at those positions."""
+    engine = Engine.from_hf(model)
+    generator = torch.Generator().manual_seed(5)
+    B, T, H, dh = 3, 9, 4, 16
+    clean = torch.randint(0, 512, (B, T), generator=generator)
+    corrupt = torch.randint(0, 512, (B, T), generator=generator)
+    which, branch, key = activation_patch_functions([frozenset(["a1.h2"])], B, position_rows([5], B, T))
+    stats = engine.run([clean, corrupt], which, branch, key=key).stats
+    changed = T - 5
+    assert stats.rows == {
+        "mlp": B + B * changed,  # m1 at position 5, m2 at positions 5..8
+        "qkv": 3 * H * B,  # layer 2's q, k, v at position 5
+        "attention": H * B * changed,
+        "out": H * B * changed + 2 * B,
+        "unembed": B * T,
+    }
+    assert stats.flops - stats.floor_flops == 2 * B * 2 * dh * 64  # a1.h2's change from its captured z's
 
 
 def test_sweeps_report_their_runs_summed(model):

@@ -5,9 +5,10 @@ Every value is a :class:`SparseOverride`: a captured site read for one selector 
 recomputed on a residual stream that differs from the captured one at a few entries is
 recomputed at those entries only: a head patched at the last position costs every later
 MLP and projection one position per example instead of all of them.  Attention is the
-one operation that mixes positions; it runs on whole examples, and its output differs
-from the captured one from the first changed position on (a query can only see earlier
-keys).
+one operation that mixes positions: its output differs from the captured one where the
+query changed and from the first changed key or value on (a query can only see earlier
+keys), so it runs for the query positions that may change and are read (one span per
+layer, from the first such position to the last), over every key up to the last.
 
 Entries are flat indices ``example * T + position``.  Entries that no consumer reads
 (see :func:`live_entries`: the other examples of a split, and what no requested logit
@@ -360,10 +361,14 @@ class Evaluator:
             local = self._local(index, examples)
             self._count_qkv(index.numel())
             qkv.view((-1,) + tuple(qkv.shape[2:])).index_copy_(0, local, self.adapter.qkv(layer, values[None], index % self.T)[0])
-        z = self.adapter.core_from_qkv(layer, qkv)  # (r, T, H, dh)
         changed = self._attended([], changes, examples, need)
-        self._count_attention(layer, self.costs.n_heads, examples.numel(), changed)
-        return SparseOverride((("z", layer), key), changed, z.flatten(0, 1)[self._local(changed, examples)])
+        if changed.numel() == 0:
+            return self.captured((("z", layer), key))
+        start, stop = self._span(changed)
+        q, k, v = (qkv[:, start if i == 0 else 0 : stop, i].transpose(1, 2) for i in range(3))  # (r, H, ., dh)
+        z = self.adapter.attend_from(layer, start, q, k, v).transpose(1, 2)  # (r, stop - start, H, dh)
+        self._count_attention(layer, self.costs.n_heads, examples.numel(), changed, start, stop)
+        return SparseOverride((("z", layer), key), changed, z.flatten(0, 1)[self._local_span(changed, examples, start, stop)])
 
     def _head(self, layer: int, head: int, channels: list[SparseOverride], need) -> SparseOverride:
         """One head from its q, k and v inputs: its write to the residual stream (B, T, D)."""
@@ -374,12 +379,15 @@ class Evaluator:
             examples = self._changed_examples(channels + mixed, rows)
             if examples.numel() == 0:
                 return self.captured((("head_out", layer, head), key))
-            q, k, v = (self.dense(c, examples) for c in channels)
-            z = self.adapter.attend(layer, q[:, None], k[:, None], v[:, None])[:, 0]  # (r, T, dh)
             changed = self._attended(channels[:1], channels[1:] + mixed, examples, need)
-            self._count_attention(layer, 1, examples.numel(), changed)
+            if changed.numel() == 0:
+                return self.captured((("head_out", layer, head), key))
+            start, stop = self._span(changed)
+            q, k, v = (self.dense(c, examples)[:, start if i == 0 else 0 : stop] for i, c in enumerate(channels))
+            z = self.adapter.attend_from(layer, start, q[:, None], k[:, None], v[:, None])[:, 0]  # (r, stop - start, dh)
+            self._count_attention(layer, 1, examples.numel(), changed, start, stop)
             self.work.add("out", changed.numel(), changed.numel() * self.costs.vector)
-            picked = z.flatten(0, 1)[self._local(changed, examples)]
+            picked = z.flatten(0, 1)[self._local_span(changed, examples, start, stop)]
             return SparseOverride((("head_out", layer, head), key), changed, picked @ self.adapter.w_out(layer, head))
 
         def compute(examples):
@@ -395,12 +403,27 @@ class Evaluator:
         vectors = positions * (self.costs.n_heads + 2 * self.costs.n_kv_heads)
         self.work.add("qkv", vectors, vectors * self.costs.vector)
 
-    def _count_attention(self, layer: int, heads: int, examples: int, kept: torch.Tensor | None) -> None:
-        """``heads`` heads attended for every query position of ``examples`` whole examples,
-        of which the entries ``kept`` (flat indices; None: all) are read: the floor's share."""
-        computed = examples * heads * self.costs.attention(layer, range(self.T))
+    def _count_attention(self, layer: int, heads: int, examples: int, kept: torch.Tensor | None,
+                         start: int = 0, stop: int | None = None) -> None:
+        """``heads`` heads attended for the query positions start..stop-1 (default: all) of
+        ``examples`` examples, of which the entries ``kept`` (flat indices; None: all) are
+        read: the floor's share."""
+        stop = self.T if stop is None else stop
+        computed = examples * heads * self.costs.attention(layer, range(start, stop))
         needed = computed if kept is None else heads * self.costs.attention(layer, kept % self.T)
-        self.work.add("attention", examples * heads * self.T, computed, needed)
+        self.work.add("attention", examples * heads * (stop - start), computed, needed)
+
+    def _span(self, entries: torch.Tensor) -> tuple[int, int]:
+        """The positions from the first to the last of ``entries`` (non-empty): start, stop."""
+        positions = entries % self.T
+        return int(positions.min()), int(positions.max()) + 1
+
+    def _local_span(self, index: torch.Tensor, examples: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Entries ``index`` (of ``examples``, positions in start..stop-1) as flat indices into
+        (r * (stop - start))."""
+        local = torch.full((self.B,), -1, dtype=torch.long, device=self.device)
+        local[examples] = torch.arange(examples.numel(), device=self.device)
+        return local[index // self.T] * (stop - start) + index % self.T - start
 
 
 def live_entries(order: list, planner) -> dict:
