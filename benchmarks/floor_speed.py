@@ -63,7 +63,8 @@ def main() -> None:
 
     sweeps = {}
     for label, package in packages:
-        engine = package.Engine.from_hf(model)
+        # the package's own Engine: its lazy top-level names point at "causal_hypotheses" itself
+        engine = importlib.import_module(package.__name__ + ".engine.core").Engine.from_hf(model)
         patching = importlib.import_module(package.__name__ + ".interventions.patching")
         runs = []
         original = engine.run
