@@ -96,6 +96,10 @@ class ArchitectureAdapter(Protocol):
         """Causal attention (scale and any sliding window included): q, k, v (B, h, T, dh) -> z (B, h, T, dh).
         T is always the whole sequence here."""
 
+    def attend_from(self, layer: int, start: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Causal attention of the queries at positions start..start+Tq-1 alone: q (B, h, Tq, dh),
+        k and v (B, h, start+Tq, dh) -> z (B, h, Tq, dh), rows start.. of ``attend``'s z."""
+
     def core_from_qkv(self, layer: int, qkv: torch.Tensor) -> torch.Tensor:
         """qkv (B, T, 3, H, dh) -> z (B, T, H, dh)."""
 
@@ -116,6 +120,9 @@ class ArchitectureAdapter(Protocol):
 
     def mlp(self, layer: int, resid: torch.Tensor) -> torch.Tensor:
         """MLP L (its norm included) on the stream it reads, resid (B, T, D): (B, T, D)."""
+
+    def mlp_macs(self, layer: int) -> int:
+        """Multiply-adds of MLP ``layer``'s matmuls per token position (for the work counters, engine/flops.py)."""
 
     def final(self, resid: torch.Tensor, positions: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Final norm and unembedding of resid (B, T, D): hidden (B, P, D) and logits (B, P, V),
@@ -169,6 +176,17 @@ class Adapter:
         if window is None or T <= window:  # a window as long as the sequence changes nothing
             return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self._scales[layer])
         return F.scaled_dot_product_attention(q, k, v, attn_mask=_window_mask(T, window, q.device), scale=self._scales[layer])
+
+    def attend_from(self, layer: int, start: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Causal attention of the queries at positions ``start``.. alone: q (B, H, Tq, dh), k and
+        v (B, H, S, dh) with S = start + Tq (the keys those queries may read) -> z (B, H, Tq, dh)."""
+        if start == 0:
+            return self.attend(layer, q, k, v)
+        window = self._windows[layer] if self._windows else None
+        Tq, S = q.shape[-2], k.shape[-2]
+        if Tq == 1 and (window is None or S <= window):  # one query that reads every key: no mask
+            return F.scaled_dot_product_attention(q, k, v, scale=self._scales[layer])
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=_offset_mask(start, Tq, S, window, q.device), scale=self._scales[layer])
 
     def core_from_qkv(self, layer: int, qkv: torch.Tensor) -> torch.Tensor:
         q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))  # (B, H, T, dh)
@@ -279,6 +297,14 @@ def _window_mask(T: int, window: int, device) -> torch.Tensor:
         offset = t[:, None] - t[None, :]
         mask = _WINDOW_MASKS[key] = (offset >= 0) & (offset < window)
     return mask
+
+
+def _offset_mask(start: int, queries: int, keys: int, window: int | None, device) -> torch.Tensor:
+    """(queries, keys) bool, True where the query at position start + i may attend key s:
+    s <= start + i, and start + i - s < window under a sliding window."""
+    offset = torch.arange(start, start + queries, device=device)[:, None] - torch.arange(keys, device=device)[None, :]
+    allowed = offset >= 0
+    return allowed if window is None else allowed & (offset < window)
 
 
 def take(source: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numbers
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -21,6 +21,7 @@ from ..errors import InputError, UnsupportedModelError
 from ..graph import ModelGraph
 from .cache import ActivationCache, check_cache_bytes, tree_map
 from .evaluate import Evaluator, live_entries
+from .flops import Costs
 from .ir import Node, Op
 from .plan import Planner, Selector
 
@@ -60,11 +61,29 @@ class RunStats:
     memo_hits: int  # times a node or subtree was found already planned
     paths_visited: int  # calls made to which() and branch()
     seconds: float
+    # Work (see engine/flops.py): token positions recomputed per component kind ("qkv",
+    # "attention", "out", "mlp", "unembed"; one per head for the attention kinds), and matmul FLOPs.
+    rows: Mapping[str, int] = field(default_factory=dict)
+    capture_flops: int = 0  # the capturing forwards (rows_computed rows, no unembedding)
+    recomputed_flops: int = 0  # everything evaluated after capture, unembedding included
+    needed_flops: int = 0  # of recomputed_flops, the entries the result reads and that may change
 
     @property
     def cache_hits(self) -> int:
         """Reused work: planned nodes found again plus input rows served from the cache."""
         return self.memo_hits + self.rows_from_cache
+
+    @property
+    def flops(self) -> int:
+        """Matmul FLOPs this run computed: capture plus recomputation."""
+        return self.capture_flops + self.recomputed_flops
+
+    @property
+    def floor_flops(self) -> int:
+        """The floor of this run: one forward per distinct input row it captured, plus the
+        recomputed components' FLOPs at the entries that the result reads and that may change
+        (attention: those query positions alone).  ``flops / floor_flops`` is the overhead."""
+        return self.capture_flops + self.needed_flops
 
 
 class RunResult:
@@ -123,6 +142,7 @@ class Engine:
         self.graph: ModelGraph = self.adapter.graph
         self.cache = ActivationCache(cache_bytes)
         self.max_paths = int(max_paths)
+        self.costs = Costs(self.adapter)  # FLOPs per position of each component (work counters)
 
     @classmethod
     def from_hf(cls, model, **options) -> "Engine":
@@ -212,16 +232,21 @@ class Engine:
             acts = tree_map(lambda *parts: torch.cat(parts), acts, *extras)
 
         with torch.no_grad():
-            hidden, logits = self._evaluate(order, acts, planner, rows_for)
+            (hidden, logits), work = self._evaluate(order, acts, planner, rows_for)
+        rows_computed = self.cache.stats.misses - misses_before
         stats = RunStats(
             forward_passes=forwards,
-            rows_computed=self.cache.stats.misses - misses_before,
+            rows_computed=rows_computed,
             rows_from_cache=self.cache.stats.hits - hits_before,
             node_evaluations=len(order) - len(gathers),
             gathers=len(gathers),
             memo_hits=planner.memo_hits,
             paths_visited=planner.paths_visited,
             seconds=time.perf_counter() - started,
+            rows=dict(work.rows),
+            capture_flops=self.costs.forward(rows_computed, T),
+            recomputed_flops=work.flops,
+            needed_flops=work.needed,
         )
         return RunResult(logits, hidden, stats, root, planner, len(tokens))
 
@@ -265,7 +290,7 @@ class Engine:
         for node in order:
             for child in node.children:
                 uses[child.id] = uses.get(child.id, 0) + 1
-        evaluator = Evaluator(self.adapter, acts, rows_for, planner, live_entries(order, planner), self.device)
+        evaluator = Evaluator(self.adapter, acts, rows_for, planner, live_entries(order, planner), self.device, self.costs)
         values: dict[int, object] = {}
         for node in order:
             values[node.id] = evaluator.evaluate(node, [values[child.id] for child in node.children])
@@ -273,7 +298,7 @@ class Engine:
                 uses[child.id] -= 1
                 if uses[child.id] == 0:
                     del values[child.id]
-        return values[order[-1].id]
+        return values[order[-1].id], evaluator.work
 
 
 def _adapter_for(model):

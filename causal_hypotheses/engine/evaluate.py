@@ -5,9 +5,10 @@ Every value is a :class:`SparseOverride`: a captured site read for one selector 
 recomputed on a residual stream that differs from the captured one at a few entries is
 recomputed at those entries only: a head patched at the last position costs every later
 MLP and projection one position per example instead of all of them.  Attention is the
-one operation that mixes positions; it runs on whole examples, and its output differs
-from the captured one from the first changed position on (a query can only see earlier
-keys).
+one operation that mixes positions: its output differs from the captured one where the
+query changed and from the first changed key or value on (a query can only see earlier
+keys), so it runs for the query positions that may change and are read (one span per
+layer, from the first such position to the last), over every key up to the last.
 
 Entries are flat indices ``example * T + position``.  Entries that no consumer reads
 (see :func:`live_entries`: the other examples of a split, and what no requested logit
@@ -18,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from . import ir
+from .flops import Costs, Work
 from .ir import Op
 
 
@@ -39,8 +41,10 @@ class Evaluator:
     all of them; see :func:`live_entries`); a value may be anything elsewhere.
     """
 
-    def __init__(self, adapter, acts: dict, rows_for: dict, planner, need: dict, device) -> None:
+    def __init__(self, adapter, acts: dict, rows_for: dict, planner, need: dict, device, costs: Costs | None = None) -> None:
         self.adapter, self.acts, self.rows_for, self.planner = adapter, acts, rows_for, planner
+        self.costs = Costs(adapter) if costs is None else costs
+        self.work = Work(self.costs)  # what this run computes (engine/flops.py)
         self.B, self.T = planner.batch, planner.seq
         self.device = device
         self.need = {node_id: entries.to(device) for node_id, entries in need.items()}
@@ -94,7 +98,16 @@ class Evaluator:
         if examples is not None:  # whole examples: a row gather, much faster than per entry
             return self.dense(self.captured(base), examples).flatten(0, 1)
         site, key = base
-        return self.adapter.site(self.acts, site, *self._selection(key, index))
+        return self._site(site, *self._selection(key, index))
+
+    def _site(self, site, rows: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
+        """``adapter.site``, counting the work of the one computed site: a head's output is
+        its captured z times the head's rows of the output projection (not part of the floor:
+        an ordinary forward computes it inside the captured layer output)."""
+        if site[0] == "head_out":
+            n = rows.numel() * (self.T if positions is None else 1)
+            self.work.add("out", n, n * self.costs.vector, needed=0)
+        return self.adapter.site(self.acts, site, rows, positions)
 
     def _whole_examples(self, index: torch.Tensor) -> torch.Tensor | None:
         """The examples whose entries ``index`` (sorted) lists completely, if it lists nothing else."""
@@ -115,7 +128,7 @@ class Evaluator:
             if examples is not None:
                 rows = rows[examples]
                 positions = None if positions is None else positions[examples]
-            out = self.adapter.site(self.acts, site, rows, positions)
+            out = self._site(site, rows, positions)
             if patch.index.numel() == 0:
                 return out
             out = out.clone()
@@ -162,22 +175,25 @@ class Evaluator:
     def _mlp(self, spec: ir.Mlp, node, args, need):
         layer = spec.layer
         return self._tokenwise(args[0], need, ("resid", "mlp_in", layer), ("mlp_out", layer),
-                               lambda x, t: self.adapter.mlp(layer, x[None])[0])
+                               lambda x, t: self.adapter.mlp(layer, x[None])[0], "mlp", 1, self.costs.mlp[layer])
 
     def _proj(self, spec: ir.Proj, node, args, need):
         layer, head, channel = spec.layer, spec.head, spec.channel
         return self._tokenwise(args[0], need, ("resid", "attn_in", layer), ("qkv", layer, head, channel),
-                               lambda x, t: self.adapter.ln1_proj(layer, head, channel, x[None], t)[0])
+                               lambda x, t: self.adapter.ln1_proj(layer, head, channel, x[None], t)[0],
+                               "qkv", 1, self.costs.vector)
 
     def _head_core(self, spec: ir.HeadCore, node, args, need):
         layer, head = spec.layer, spec.head
         return self._tokenwise(args[0], need, ("z", layer), ("head_out", layer, head),
-                               lambda z, t: self.adapter.head_from_core(layer, head, z[None])[0])
+                               lambda z, t: self.adapter.head_from_core(layer, head, z[None])[0],
+                               "out", 1, self.costs.vector)
 
     def _layer_core(self, spec: ir.LayerCore, node, args, need):
         layer = spec.layer
         return self._tokenwise(args[0], need, ("z", layer), ("attn_out", layer),
-                               lambda z, t: self.adapter.layer_from_core(layer, z[None])[0])
+                               lambda z, t: self.adapter.layer_from_core(layer, z[None])[0],
+                               "out", self.costs.n_heads, self.costs.n_heads * self.costs.vector)
 
     def _core_node(self, spec: ir.Core, node, args, need):
         return self._core(spec.layer, args[0], need)
@@ -186,6 +202,8 @@ class Evaluator:
         return self._head(spec.layer, spec.head, args, need)
 
     def _final(self, spec: ir.Final, node, args, need):
+        n = self.B * (self.T if spec.positions is None else len(spec.positions))
+        self.work.add("unembed", n, n * self.costs.unembed)
         return self.adapter.final(self.dense(args[0]), spec.positions)
 
     def _delta(self, spec: ir.Delta, node, args, need) -> SparseOverride:
@@ -272,14 +290,17 @@ class Evaluator:
 
         return self._dense_patch(need, compute)
 
-    def _tokenwise(self, x: SparseOverride, need, in_site, out_site, fn) -> SparseOverride:
-        """A computation that treats every (example, position) alone: run on the changed entries."""
+    def _tokenwise(self, x: SparseOverride, need, in_site, out_site, fn, kind: str, rows: int, flops: int) -> SparseOverride:
+        """A computation that treats every (example, position) alone: run on the changed
+        entries.  Each entry counts as ``rows`` positions of ``kind`` costing ``flops``."""
         if x.base is not None and x.base[0] == in_site:
             index, values = self._keep(x.index, x.values, need)
             if index.numel() == 0:
                 return self.captured((out_site, x.base[1]))
+            self.work.add(kind, rows * index.numel(), flops * index.numel())
             return SparseOverride((out_site, x.base[1]), index, fn(values, index % self.T))
         read = self._dense_patch(need, lambda examples: self.dense(x, examples))
+        self.work.add(kind, rows * read.index.numel(), flops * read.index.numel())
         return SparseOverride(None, read.index, fn(read.values, read.index % self.T))
 
     def _attended(self, changed_q: list[SparseOverride], changed_kv: list[SparseOverride], examples: torch.Tensor, need) -> torch.Tensor:
@@ -323,7 +344,12 @@ class Evaluator:
     def _core(self, layer: int, resid: SparseOverride, need) -> SparseOverride:
         """All heads of a layer: z (B, T, H, dh)."""
         if resid.base is None or resid.base[0] != ("resid", "attn_in", layer):
-            return self._dense_patch(need, lambda examples: self.adapter.attn_core(layer, self.dense(resid, examples)))
+            def compute(examples):
+                self._count_qkv(examples.numel() * self.T)
+                self._count_attention(layer, self.costs.n_heads, examples.numel(), None)
+                return self.adapter.attn_core(layer, self.dense(resid, examples))
+
+            return self._dense_patch(need, compute)
         key, rows = resid.base[1], self._rows(need)
         changes = [resid] + self._mixed(key, rows)
         examples = self._changed_examples(changes, rows)
@@ -333,10 +359,16 @@ class Evaluator:
         index, values = self._keep(resid.index, resid.values, rows[:, None].expand(self.B, self.T))
         if index.numel():
             local = self._local(index, examples)
+            self._count_qkv(index.numel())
             qkv.view((-1,) + tuple(qkv.shape[2:])).index_copy_(0, local, self.adapter.qkv(layer, values[None], index % self.T)[0])
-        z = self.adapter.core_from_qkv(layer, qkv)  # (r, T, H, dh)
         changed = self._attended([], changes, examples, need)
-        return SparseOverride((("z", layer), key), changed, z.flatten(0, 1)[self._local(changed, examples)])
+        if changed.numel() == 0:
+            return self.captured((("z", layer), key))
+        start, stop = self._span(changed)
+        q, k, v = (qkv[:, start if i == 0 else 0 : stop, i].transpose(1, 2) for i in range(3))  # (r, H, ., dh)
+        z = self.adapter.attend_from(layer, start, q, k, v).transpose(1, 2)  # (r, stop - start, H, dh)
+        self._count_attention(layer, self.costs.n_heads, examples.numel(), changed, start, stop)
+        return SparseOverride((("z", layer), key), changed, z.flatten(0, 1)[self._local_span(changed, examples, start, stop)])
 
     def _head(self, layer: int, head: int, channels: list[SparseOverride], need) -> SparseOverride:
         """One head from its q, k and v inputs: its write to the residual stream (B, T, D)."""
@@ -347,12 +379,51 @@ class Evaluator:
             examples = self._changed_examples(channels + mixed, rows)
             if examples.numel() == 0:
                 return self.captured((("head_out", layer, head), key))
-            q, k, v = (self.dense(c, examples) for c in channels)
-            z = self.adapter.attend(layer, q[:, None], k[:, None], v[:, None])[:, 0]  # (r, T, dh)
             changed = self._attended(channels[:1], channels[1:] + mixed, examples, need)
-            picked = z.flatten(0, 1)[self._local(changed, examples)]
+            if changed.numel() == 0:
+                return self.captured((("head_out", layer, head), key))
+            start, stop = self._span(changed)
+            q, k, v = (self.dense(c, examples)[:, start if i == 0 else 0 : stop] for i, c in enumerate(channels))
+            z = self.adapter.attend_from(layer, start, q[:, None], k[:, None], v[:, None])[:, 0]  # (r, stop - start, dh)
+            self._count_attention(layer, 1, examples.numel(), changed, start, stop)
+            self.work.add("out", changed.numel(), changed.numel() * self.costs.vector)
+            picked = z.flatten(0, 1)[self._local_span(changed, examples, start, stop)]
             return SparseOverride((("head_out", layer, head), key), changed, picked @ self.adapter.w_out(layer, head))
-        return self._dense_patch(need, lambda examples: self.adapter.head_from_qkv(layer, head, *(self.dense(c, examples) for c in channels)))
+
+        def compute(examples):
+            self._count_attention(layer, 1, examples.numel(), None)
+            self.work.add("out", examples.numel() * self.T, examples.numel() * self.T * self.costs.vector)
+            return self.adapter.head_from_qkv(layer, head, *(self.dense(c, examples) for c in channels))
+
+        return self._dense_patch(need, compute)
+
+    # ------------------------------------------------------------ work counters
+    def _count_qkv(self, positions: int) -> None:
+        """Every head's q, k and v projected at ``positions`` entries."""
+        vectors = positions * (self.costs.n_heads + 2 * self.costs.n_kv_heads)
+        self.work.add("qkv", vectors, vectors * self.costs.vector)
+
+    def _count_attention(self, layer: int, heads: int, examples: int, kept: torch.Tensor | None,
+                         start: int = 0, stop: int | None = None) -> None:
+        """``heads`` heads attended for the query positions start..stop-1 (default: all) of
+        ``examples`` examples, of which the entries ``kept`` (flat indices; None: all) are
+        read: the floor's share."""
+        stop = self.T if stop is None else stop
+        computed = examples * heads * self.costs.attention(layer, range(start, stop))
+        needed = computed if kept is None else heads * self.costs.attention(layer, kept % self.T)
+        self.work.add("attention", examples * heads * (stop - start), computed, needed)
+
+    def _span(self, entries: torch.Tensor) -> tuple[int, int]:
+        """The positions from the first to the last of ``entries`` (non-empty): start, stop."""
+        positions = entries % self.T
+        return int(positions.min()), int(positions.max()) + 1
+
+    def _local_span(self, index: torch.Tensor, examples: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Entries ``index`` (of ``examples``, positions in start..stop-1) as flat indices into
+        (r * (stop - start))."""
+        local = torch.full((self.B,), -1, dtype=torch.long, device=self.device)
+        local[examples] = torch.arange(examples.numel(), device=self.device)
+        return local[index // self.T] * (stop - start) + index % self.T - start
 
 
 def live_entries(order: list, planner) -> dict:

@@ -81,6 +81,11 @@ class GPT2Adapter(Adapter):
         weight, bias = self._w_qkv(layer, head, channel)
         return torch.addmm(bias, self.blocks[layer].ln_1(resid).flatten(0, 1), weight).view(*resid.shape[:2], -1)
 
+    def mlp_macs(self, layer: int) -> int:
+        """Multiply-adds of MLP ``layer``'s matmuls per token position."""
+        mlp = self.blocks[layer].mlp
+        return mlp.c_fc.weight.numel() + mlp.c_proj.weight.numel()
+
     def mlp(self, layer: int, resid: torch.Tensor) -> torch.Tensor:
         block = self.blocks[layer]
         if not self._tanh_gelu:

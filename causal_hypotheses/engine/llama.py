@@ -184,6 +184,11 @@ class LlamaAdapter(Adapter):
     def out_proj(self, layer: int, z_flat: torch.Tensor) -> torch.Tensor:
         return self._o[layer](z_flat)
 
+    def mlp_macs(self, layer: int) -> int:
+        """Multiply-adds of MLP ``layer``'s matmuls per token position."""
+        up, gate, down, _ = self._mlp[layer]
+        return sum(m.weight.numel() for m in (up, gate, down) if m is not None)
+
     def mlp(self, layer: int, resid: torch.Tensor) -> torch.Tensor:
         """The MLP with its norm, on the stream it reads (B, T, D) -> (B, T, D)."""
         up, gate, down, act = self._mlp[layer]

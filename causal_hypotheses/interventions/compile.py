@@ -137,16 +137,18 @@ def activation_patch_functions(block_nodes: Sequence[frozenset], batch: int, pat
         for node in nodes:
             by_name.setdefault(node, []).append(k)
     splits: dict[str, object] = {}
+    earliest = [min((order(n) for n in nodes), default=float("inf")) for nodes in block_nodes]  # a block's first patched place
 
     def which(path):
         return blocks.select(by_name.get(path[-1], []))
 
     def branch(path):
         last = path[-1]
-        if last not in splits:
+        if last not in splits:  # split what follows a patched node, or contains one
+            place = order(last)
             splits[last] = blocks.split([
-                last not in nodes and any(strictly_contains(last, n) or order(last) > order(n) for n in nodes)
-                for nodes in block_nodes
+                last not in nodes and (place > first or any(strictly_contains(last, n) for n in nodes))
+                for nodes, first in zip(block_nodes, earliest)
             ])
         return splits[last]
 

@@ -162,13 +162,35 @@ def _sweep_names(names, label: str, engine) -> list[str]:
     return names
 
 
+def sweep_totals(stats: Sequence) -> dict:
+    """The work of a sweep: its engine runs' ``RunStats`` summed (see engine/flops.py).  Keys:
+    runs, seconds, forward_passes, rows_computed, node_evaluations, rows (per kind), flops,
+    floor_flops."""
+    rows: dict[str, int] = {}
+    for s in stats:
+        for kind, n in s.rows.items():
+            rows[kind] = rows.get(kind, 0) + n
+    return {
+        "runs": len(stats),
+        "seconds": sum(s.seconds for s in stats),
+        "forward_passes": sum(s.forward_passes for s in stats),
+        "rows_computed": sum(s.rows_computed for s in stats),
+        "node_evaluations": sum(s.node_evaluations for s in stats),
+        "rows": rows,
+        "flops": sum(s.flops for s in stats),
+        "floor_flops": sum(s.floor_flops for s in stats),
+    }
+
+
 def _sweep(engine, base, source, items, metric, compile_fn, max_tokens, chunk_size, logit_positions, progress, label):
-    """The metric's mean with each item patched alone.  Without ``logit_positions`` each run is
-    made when the metric reads its logits, at the positions it indexes (engine/lazy.py)."""
+    """The metric's mean with each item patched alone, and the runs' summed work (``sweep_totals``).
+    Without ``logit_positions`` each run is made when the metric reads its logits, at the
+    positions it indexes (engine/lazy.py)."""
     batch, seq = base.shape
     per_run = chunk_size or max(1, min(len(items), max_tokens // (batch * seq)))
     n_runs = math.ceil(len(items) / per_run)
     values: list[float] = []
+    stats = []
     every_position = False
     for run in range(n_runs):
         group = items[run * per_run : (run + 1) * per_run]
@@ -182,6 +204,7 @@ def _sweep(engine, base, source, items, metric, compile_fn, max_tokens, chunk_si
         else:
             results = [engine.run(inputs, which, branch, key=key, logit_positions=logit_positions)]
             values += _per_block(metric, results[0].logits.chunk(k))
+        stats += [result.stats for result in results]
         seconds = sum(result.stats.seconds for result in results)
         message = f"{label}: run {run + 1}/{n_runs} ({len(values)}/{len(items)} done, {seconds:.1f}s)"
         logger.info(message)
@@ -195,7 +218,12 @@ def _sweep(engine, base, source, items, metric, compile_fn, max_tokens, chunk_si
             "that is much faster with a large vocabulary",
             stacklevel=3,
         )
-    return values
+    totals = sweep_totals(stats)
+    logger.info(
+        "%s: %d runs, %.1fs, %d forward passes, %.3g FLOPs (floor %.3g), rows %s",
+        label, totals["runs"], totals["seconds"], totals["forward_passes"], totals["flops"], totals["floor_flops"], totals["rows"],
+    )
+    return values, totals
 
 
 def _as_table(names: list[str], values: list[float], graph) -> pd.DataFrame | pd.Series:
@@ -225,7 +253,8 @@ def activation_patch_sweep(
 
     Nodes default to every head; the result is a DataFrame (layer x head) for heads and
     a Series by name otherwise.  Many nodes share one engine run (``max_tokens`` tokens
-    per run, or ``chunk_size`` nodes).
+    per run, or ``chunk_size`` nodes); ``table.attrs["stats"]`` holds their summed work
+    (:func:`sweep_totals`: runs, seconds, rows per kind, FLOPs and the floor's).
 
     The metric gets logits (B, T, V) that are computed when it indexes them, at the positions it
     indexes: ``lambda logits: logits[:, -1, answer] - logits[:, -1, distractor]`` makes the engine
@@ -242,8 +271,10 @@ def activation_patch_sweep(
     def compile_fn(group):
         return activation_patch_functions([frozenset([n]) for n in group], base.shape[0], pattern)
 
-    values = _sweep(engine, base, source, nodes, metric, compile_fn, max_tokens, chunk_size, logit_positions, progress, "activation_patch_sweep")
-    return _as_table(nodes, values, engine.graph)
+    values, totals = _sweep(engine, base, source, nodes, metric, compile_fn, max_tokens, chunk_size, logit_positions, progress, "activation_patch_sweep")
+    table = _as_table(nodes, values, engine.graph)
+    table.attrs["stats"] = totals
+    return table
 
 
 def path_patch_sweep(
@@ -265,7 +296,7 @@ def path_patch_sweep(
     Senders default to every head before the last receiver (every head for ``out``);
     the result is a DataFrame (layer x head; NaN for heads that cannot send) for heads,
     a Series by name otherwise.  The metric reads logits computed at the positions it indexes,
-    as in :func:`activation_patch_sweep`.
+    as in :func:`activation_patch_sweep`; ``table.attrs["stats"]`` holds the runs' summed work.
 
     Example: ``path_patch_sweep(engine, clean, corrupt, ["a9.h9.q"], lambda logits: logits[:, -1, a]
     - logits[:, -1, b])``, or with ``logit_positions=-1``, ``lambda logits: logits[:, 0, a] - logits[:, 0, b]``.
@@ -290,5 +321,7 @@ def path_patch_sweep(
     def compile_fn(group):
         return path_patch_functions([frozenset([s]) for s in group], frozenset(receivers), clean.shape[0], pattern)
 
-    values = _sweep(engine, clean, corrupt, senders, metric, compile_fn, max_tokens, chunk_size, logit_positions, progress, "path_patch_sweep")
-    return _as_table(senders, values, engine.graph)
+    values, totals = _sweep(engine, clean, corrupt, senders, metric, compile_fn, max_tokens, chunk_size, logit_positions, progress, "path_patch_sweep")
+    table = _as_table(senders, values, engine.graph)
+    table.attrs["stats"] = totals
+    return table
