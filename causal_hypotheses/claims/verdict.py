@@ -65,6 +65,12 @@ def _head(verdict: str, spec: ClaimSpec, result) -> str:
     return {"pass": "claim holds", "fail": "claim not met"}.get(verdict) or f"inconclusive — {_advice(spec, result)}"
 
 
+def _judged(name: str, value: float, verdict: str, spec: ClaimSpec, low: float, high: float) -> str:
+    """``name value (CI)`` and, unless there was no effect to judge, which side of each threshold."""
+    text = f"{name} {_fmt(value)} ({spec.level:.0%} CI {_fmt(low)} to {_fmt(high)})"
+    return text if verdict == "no-effect" else f"{text} {_sides(spec, low, high)}"
+
+
 def _explain_iia(verdict: str, spec: ClaimSpec, result) -> str:
     """An interchange claim in words: the accuracy, its Wilson interval, and what the patch did."""
     low, high = result.ci
@@ -74,8 +80,7 @@ def _explain_iia(verdict: str, spec: ClaimSpec, result) -> str:
                 "that the prediction depends on")
     else:
         head = _head(verdict, spec, result)
-    judged = (f"interchange accuracy {_fmt(result.accuracy)} ({spec.level:.0%} CI {_fmt(low)} to {_fmt(high)})"
-              + ("" if verdict == "no-effect" else f" {_sides(spec, low, high)}"))
+    judged = _judged("interchange accuracy", result.accuracy, verdict, spec, low, high)
     return (
         f"{head}: {judged}\n"
         f"  iia: {result.description} on model {spec.model}, task {spec.task}, {result.n} pairs (seed {result.seed})\n"
@@ -106,8 +111,7 @@ def _explain_criterion(verdict: str, spec: ClaimSpec, result) -> str:
                 "metric or task the circuit's components matter for")
     else:
         head = _head(verdict, spec, result)
-    judged = (f"{result.statistic} = {_fmt(result.value)} ({spec.level:.0%} CI {_fmt(low)} to {_fmt(high)})"
-              + ("" if verdict == "no-effect" else f" {_sides(spec, low, high)}"))
+    judged = _judged(f"{result.statistic} =", result.value, verdict, spec, low, high)
     rows = ""
     if result.kind == "minimality":
         rows = "\n  components by their best gap: " + ", ".join(
@@ -133,7 +137,7 @@ def _explain_patch(verdict: str, spec: ClaimSpec, result) -> str:
                 f"{result.clean - result.ablated:.4g} ({spec.level:.0%} CI {_fmt(result.effect_ci[0])} to "
                 f"{_fmt(result.effect_ci[1])}); choose a task whose corruption changes the metric")
     else:
-        head = {"pass": "claim holds", "fail": "claim not met"}.get(verdict) or f"inconclusive — {_advice(spec, result)}"
+        head = _head(verdict, spec, result)
     return (
         f"{head}: {moved} {_sides(spec, low, high)}\n"
         f"  {result.kind} ({result.direction}: the {base} run with {result.description} from the {target} run) on model "

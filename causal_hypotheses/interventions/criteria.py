@@ -223,7 +223,7 @@ def _abs_interval(interval: Interval) -> tuple[float, float]:
     return (min(abs(low), abs(high)), max(abs(low), abs(high)))
 
 
-def _check(engine, task, metric, ablation, reference, normalise, level, seed):
+def _check(task, metric, ablation, reference, normalise, level, seed):
     if ablation not in CRITERION_ABLATIONS:
         raise InputError(f"ablation={ablation!r}: expected 'mean' (Wang et al.: the mean over the reference prompts) "
                          "or 'resample' (another reference prompt's output)")
@@ -246,7 +246,7 @@ def _check(engine, task, metric, ablation, reference, normalise, level, seed):
 
 
 def _setup(engine, circuit, task, metric, ablation, reference, normalise, level, seed):
-    _check(engine, task, metric, ablation, reference, normalise, level, seed)
+    _check(task, metric, ablation, reference, normalise, level, seed)
     members, scope = circuit_components(engine.graph, circuit)
     runs = _Knockouts(engine, task, metric, scope, ablation=ablation, reference=reference, seed=seed)
     model, nothing = frozenset(), frozenset(scope)
@@ -299,7 +299,7 @@ def _result(kind, statistic, value, ci, level, runs, target, base, intervened, e
 
 
 def _describe(members, scope, ablation, reference, normalise) -> str:
-    kinds = "heads and MLPs" if len(scope) > len(set(scope) - {s for s in scope if s.startswith("m")}) else "heads"
+    kinds = "heads and MLPs" if any(name.startswith("m") for name in scope) else "heads"
     return (f"circuit of {len(members)} ({', '.join(members)}); the other {len(scope) - len(members)} {kinds} "
             f"{ablation}-ablated over the {reference} prompts; normalised by "
             + ("F(M)" if normalise == "model" else "F(M) - F(∅)"))

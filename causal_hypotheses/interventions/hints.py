@@ -308,6 +308,15 @@ def _scrubbed_means(engine, hypothesis, task, candidates, metric, clean_logits, 
     return totals / draws
 
 
+def _clean_logits(engine, metric, task):
+    """The clean logits, laid out as the metric's runs, when the metric reads them (kl and metrics of
+    your own); None otherwise."""
+    if metric != "kl" and isinstance(metric, str):
+        return None
+    positions = metric_positions(metric, task)[0]
+    return engine.run([task.clean], lambda path: 0, logit_positions=positions).logits.float().cpu()
+
+
 def _screened(engine, hypothesis, task, metric, pool: list[tuple], keep: int, examples: int, settings: dict,
               max_tokens, label) -> list[tuple]:
     """The ``keep`` candidates that add the most on ``examples`` seeded examples with one draw, in
@@ -315,10 +324,7 @@ def _screened(engine, hypothesis, task, metric, pool: list[tuple], keep: int, ex
     generator = torch.Generator().manual_seed(settings["seed"])
     small = task.subset(torch.randperm(len(task), generator=generator)[:examples].sort().values)
     base = scrub(engine, hypothesis, small, metric, draws=1, **settings)
-    clean_logits = None
-    if metric == "kl" or not isinstance(metric, str):
-        positions = metric_positions(metric, small)[0]
-        clean_logits = engine.run([small.clean], lambda path: 0, logit_positions=positions).logits.float().cpu()
+    clean_logits = _clean_logits(engine, metric, small)
     means = _scrubbed_means(engine, hypothesis, small, pool, metric, clean_logits, settings["ablation"],
                             settings["resampling"], settings["seed"], 1, max_tokens, label)
     best = set(sorted(range(len(pool)), key=lambda i: -float(means[i]) * (1 if base.clean >= base.ablated else -1))[:keep])
@@ -408,10 +414,7 @@ def hints(
         pool = given
     if not pool:
         return []
-    clean_logits = None  # only kl and metrics of your own read the clean logits, laid out as the others
-    if metric == "kl" or not isinstance(metric, str):
-        positions = metric_positions(metric, task)[0]
-        clean_logits = engine.run([task.clean], lambda path: 0, logit_positions=positions).logits.float().cpu()
+    clean_logits = _clean_logits(engine, metric, task)
     effect = base.clean - base.ablated
     if progress:
         print(f"hints: {hypothesis.name!r} recovers {base.fraction_recovered:.3f}; scoring {len(pool)} candidates",
