@@ -227,3 +227,17 @@ def test_random_circuits_are_seeded_and_shaped_like_the_circuit(tiny_model, tiny
     assert first.p_value == pytest.approx((1 + better) / 7)
     complete = control_circuits(tiny_engine, "completeness", CIRCUIT, task, "logit_diff", count=4, seed=4, k=1)
     assert complete.p_value == pytest.approx((1 + sum(1 for v in complete.controls if not v > complete.recovered)) / 5)
+
+
+def test_a_mean_input_reused_by_another_engine_is_averaged_again(tiny_model):
+    """A MeanInput keeps its mean for the engine that computed it, never for another model's."""
+    from causal_hypotheses import Engine, random_gpt2
+    from causal_hypotheses.engine import MeanInput
+
+    tokens = torch.randint(0, 512, (3, 6), generator=torch.Generator().manual_seed(0))
+    mean = MeanInput(tokens)
+    other = Engine.from_hf(random_gpt2("tiny", seed=9, std=0.3))
+    first = Engine.from_hf(tiny_model).run([tokens, mean], lambda path: 1).logits
+    second = other.run([tokens, mean], lambda path: 1).logits
+    fresh = other.run([tokens, MeanInput(tokens)], lambda path: 1).logits
+    assert torch.allclose(second, fresh) and not torch.allclose(first, second)

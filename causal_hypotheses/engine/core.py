@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numbers
 import time
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
@@ -38,7 +39,7 @@ class MeanInput:
 
     def __init__(self, tokens: torch.Tensor) -> None:
         self.tokens = tokens
-        self._mean = None  # ((engine, device), mean activations) once an engine has averaged them
+        self._mean = None  # (engine weakref, device, mean activations) once an engine has averaged them
 
 
 class ZeroInput:
@@ -254,12 +255,11 @@ class Engine:
         """The mean activations of a MeanInput's examples, (1, ...) per site, and the forwards run.
         Kept on the MeanInput (for this engine's model and device), so that experiments which
         reuse one MeanInput across runs average its examples once."""
-        key = (id(self), self.device)
-        if item._mean is not None and item._mean[0] == key:
-            return item._mean[1], 0
+        if item._mean is not None and item._mean[0]() is self and item._mean[1] == self.device:
+            return item._mean[2], 0
         rows, forwards = self.cache.activations(item.tokens.to(self.device), self.adapter.capture)
         mean = tree_map(lambda t: t.mean(0, keepdim=True), rows)
-        item._mean = (key, mean)
+        item._mean = (weakref.ref(self), self.device, mean)  # a weak reference: an id could be another engine's later
         return mean, forwards
 
     def deferred(self, inputs: Sequence, which: Which, branch: Branch | None = None, *, key: Callable | None = None) -> "Deferred":

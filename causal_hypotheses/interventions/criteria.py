@@ -146,10 +146,8 @@ def _sources(task, reference: str, ablation: str, seed: int):
     n = tokens.shape[0]
     clusters = task.features[task.cluster] if task.cluster is not None else torch.zeros(n, dtype=torch.long)
     if ablation == "mean":
-        values = clusters.unique()
-        inputs = [MeanInput(tokens[clusters == value]) for value in values]
-        index = torch.tensor([1 + int((values == c).nonzero()) for c in clusters], dtype=torch.long)
-        return inputs, index
+        values, inverse = clusters.unique(return_inverse=True)
+        return [MeanInput(tokens[clusters == value]) for value in values], 1 + inverse
     generator = torch.Generator().manual_seed(seed)
     chosen = torch.arange(n)
     for value in clusters.unique():
