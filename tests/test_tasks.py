@@ -101,6 +101,23 @@ def test_ioi_corrupt_differs_only_at_s2_with_a_third_name(tok):
     assert ((c != task.answer) & (c != task.distractor)).all()
 
 
+def test_ioi_abc_corruption_replaces_all_three_names(tok):
+    """Wang et al.'s pABC: the introduction's names and the second mention all replaced, by three
+    names different from each other and from the clean prompt's; nothing else changes, and the
+    clean prompts are those of the default corruption."""
+    s2, abc = ioi(tok, 40, seed=3), ioi(tok, 40, seed=3, corruption="abc")
+    assert torch.equal(s2.clean, abc.clean) and torch.equal(s2.corrupt[:, -1], abc.corrupt[:, -1])
+    f = abc.features
+    for i in range(40):
+        changed = (abc.clean[i] != abc.corrupt[i]).nonzero().flatten().tolist()
+        assert changed == sorted([int(f["io_pos"][i]), int(f["s1_pos"][i]), int(f["s2_pos"][i])])
+        new = abc.corrupt[i, changed].tolist()
+        assert len(set(new)) == 3 and not set(new) & {int(f["io"][i]), int(f["s"][i])}
+        assert int(abc.corrupt[i, f["s2_pos"][i]]) == int(f["c"][i])
+    with pytest.raises(InputError, match="corruption='abcd'.*'s2'.*'abc'"):
+        ioi(tok, 4, corruption="abcd")
+
+
 def test_ioi_template_sets(tok):
     assert (ioi(tok, 10, template_set="abba").features["order"] == 0).all()
     assert (ioi(tok, 10, template_set="baba").features["order"] == 1).all()

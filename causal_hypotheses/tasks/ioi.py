@@ -10,9 +10,12 @@ the other (the indirect object, IO); the model should complete it with the IO's 
 
 The prompts here are in the spirit of the paper's templates, in our own words. The two names
 appear in both orders: ABBA ("When Mary and John ..., John ...", IO first) and BABA ("When
-John and Mary ..., John ...", S first). The corruption is the paper's "ABC" distribution: the
-same prompt with the second mention of S replaced by a third name C, so the corrupt prompt
-carries no information about which name is repeated and has the same token length.
+John and Mary ..., John ...", S first). The default corruption is the same prompt with the
+second mention of S replaced by a third name C, so the corrupt prompt carries no information
+about which name is repeated and has the same token length.
+(``corruption="abc"`` replaces all three names, as the paper's pABC distribution does: then
+positions before the second mention differ as well, which path patching into heads that read
+them, such as previous-token heads, needs.)
 
 Every template here tokenizes to 14 tokens with GPT-2's BPE when names, places and objects
 are single tokens, so a batch mixes all templates. With another tokenizer the templates are
@@ -136,6 +139,7 @@ def ioi(
     places: Sequence[str] | None = None,
     objects: Sequence[str] | None = None,
     templates: Sequence[str] | None = None,
+    corruption: str = "s2",
 ) -> Task:
     """``n`` IOI prompts with their ABC corruptions.
 
@@ -144,12 +148,20 @@ def ioi(
         must be single tokens with a leading space; others are dropped with a warning, and
         fewer than 3 usable names is an InputError. Templates use the placeholders {A}, {B}
         (the introduction), {S} (second mention of the subject), {PLACE} and {OBJECT}.
+    corruption: "s2" (the second mention of S replaced by a third name C) or "abc" (the
+        introduction's two names and the second mention replaced by three other names, all
+        different from each other and from the clean prompt's).
 
     Returns a Task with answer = IO token, distractor = S token, position -1, and features
     "template", "order" (0 ABBA, 1 BABA), "io_pos", "s1_pos", "s2_pos", "io", "s" and "c"
     (the third name, written at s2_pos in the corrupt prompt).
     """
     n = _check_n(n)
+    if corruption not in ("s2", "abc"):
+        raise InputError(
+            f"IOI corruption={corruption!r} is not one of 's2' (replace the second mention of the subject) "
+            "and 'abc' (replace all three names)"
+        )
     orders = _parse_template_set(template_set)
     templates = tuple(IOI_TEMPLATES if templates is None else templates)
     for template in templates:
@@ -186,6 +198,7 @@ def ioi(
     usable = [i for i in lengths if lengths[i] == length]
 
     rng = random.Random(seed)
+    other_rng = random.Random(f"ioi-abc-{seed}")
     seen: set = set()
     rows: list[dict] = []
     for index in range(n):
@@ -198,7 +211,10 @@ def ioi(
             if key not in seen:
                 break
         seen.add(key)
-        rows.append(dict(template=template, order=order, io=io, s=s, c=c, place=place, obj=obj))
+        # The abc corruption's other two names come from their own generator, so the clean prompts
+        # (and C) are the same under both corruptions.
+        others = other_rng.sample([x for x in name_list if x not in (io, s, c)], 2) if corruption == "abc" else None
+        rows.append(dict(template=template, order=order, io=io, s=s, c=c, place=place, obj=obj, others=others))
 
     clean, corrupt, prompts = [], [], []
     feats: dict[str, list[int]] = {k: [] for k in ("template", "order", "io_pos", "s1_pos", "s2_pos", "io", "s", "c")}
@@ -206,7 +222,11 @@ def ioi(
         a, b = (row["io"], row["s"]) if row["order"] == 0 else (row["s"], row["io"])
         fill = dict(A=a, B=b, PLACE=row["place"], OBJECT=row["obj"])
         text = templates[row["template"]].format(S=row["s"], **fill)
-        bad_text = templates[row["template"]].format(S=row["c"], **fill)
+        if row["others"] is None:
+            bad_text = templates[row["template"]].format(S=row["c"], **fill)
+        else:
+            bad_text = templates[row["template"]].format(
+                A=row["others"][0], B=row["others"][1], S=row["c"], PLACE=row["place"], OBJECT=row["obj"])
         ids, bad_ids = _encode(tokenizer, text), _encode(tokenizer, bad_text)
         io_id, s_id, c_id = name_ids[row["io"]], name_ids[row["s"]], name_ids[row["c"]]
         io_at = [i for i, t in enumerate(ids) if t == io_id]
@@ -220,10 +240,13 @@ def ioi(
             )
         expected = list(ids)
         expected[s_at[1]] = c_id
+        if row["others"] is not None:
+            first, second = sorted((io_at[0], s_at[0]))
+            expected[first], expected[second] = name_ids[row["others"][0]], name_ids[row["others"][1]]
         if bad_ids != expected:
             raise InputError(
                 f"IOI corrupt prompt {bad_text!r} does not tokenize as the clean prompt {text!r} with "
-                "only the second subject replaced; the third name merges with its neighbours"
+                "only the replaced names changed; a replacement name merges with its neighbours"
             )
         clean.append(ids)
         corrupt.append(bad_ids)
