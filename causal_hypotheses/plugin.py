@@ -13,6 +13,7 @@ from dataclasses import replace
 import pytest
 
 from .claims import Claim, ClaimNotMet, ClaimRecord, ClaimSpec, ClaimSpecError, ModelUnavailable, empty_record
+from .claims.spec import HEAVY_PROFILE
 from .session import ClaimSession, Settings, SettingsError, Source, report_dir_problem
 
 SESSION = pytest.StashKey[ClaimSession]()
@@ -46,7 +47,7 @@ OPTIONS = (
 
 MARKER_HELP = (
     "claim(model, task, metric, at_least=None, at_most=None, n=None, seed=0, draws=None, ablation='resample', "
-    "resampling='independent', level=0.95, beats_random=None): an interpretability claim checked by causal "
+    "resampling='independent', level=0.95, beats_random=None, heavy=False): an interpretability claim checked by causal "
     "scrubbing or patching; pass when the whole confidence interval of the fraction recovered (or moved) clears "
     "at_least (and/or lies under at_most). Use the `claim` fixture: claim.scrub(...), claim.activation_patch(...), "
     "claim.path_patch(...)."
@@ -165,6 +166,9 @@ def claim(request: pytest.FixtureRequest) -> Claim:
         pytest.fail(f"{item.nodeid} uses the claim fixture without @pytest.mark.claim(model=..., task=..., metric=..., "
                     "at_least=...)", pytrace=False)
     session = request.config.stash[SESSION]
+    if spec.heavy and session.settings.profile.name != HEAVY_PROFILE:
+        pytest.skip(f"heavy claim: runs under --claims-profile {HEAVY_PROFILE} only (this run's profile is "
+                    f"{session.settings.profile.name!r})")
     try:
         model = session.model(spec.model)
     except ModelUnavailable as error:

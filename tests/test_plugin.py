@@ -196,6 +196,28 @@ def test_small(claim):
     assert latest(pytester)[["n", "seed"]].values.tolist() == [[5, 7], [5, 7]]
 
 
+def test_heavy_claims_run_under_the_thorough_profile_only(pytester):
+    body = """
+pytestmark = pytest.mark.claim(model="induction-2l", task="induction", metric="loss", seed=1, n=8)
+
+@pytest.mark.claim(at_most=0.1, heavy=True)
+def test_heavy(claim):
+    claim.scrub(NOTHING)
+
+@pytest.mark.claim(at_most=0.1)
+def test_light(claim):
+    claim.scrub(NOTHING)
+"""
+    result = run(pytester, body)
+    result.assert_outcomes(passed=1, skipped=1)
+    frame = latest(pytester).set_index("claim")
+    heavy = frame.loc[[c for c in frame.index if c.endswith("test_heavy")][0]]
+    assert heavy["verdict"] == "skipped" and "--claims-profile thorough only" in heavy["message"]
+    run(pytester, body, "--claims-profile=thorough", "--claims-n=8").assert_outcomes(passed=2)
+    bad = run(pytester, body.replace("heavy=True", "heavy='yes'"))
+    bad.stdout.fnmatch_lines(["*heavy='yes': expected True*"])
+
+
 def test_fixture_and_marker_must_go_together(pytester):
     result = run(pytester, """
 def test_fixture_without_marker(claim):

@@ -18,7 +18,9 @@ THRESHOLDS = ("at_least", "at_most")
 # A profile never scales a claim's n below this (nor below the n the claim states, if smaller).
 MIN_SCALED_N = 8
 MARKER_ARGUMENTS = ("model", "task", "metric", "at_least", "at_most", "n", "seed", "draws", "ablation", "resampling",
-                    "level", "beats_random")
+                    "level", "beats_random", "heavy")
+# A heavy claim runs under this profile only (CI runs it when its time allows); elsewhere it is skipped.
+HEAVY_PROFILE = "thorough"
 
 
 
@@ -57,6 +59,7 @@ class ClaimSpec:
     level: float
     resampling: str = "independent"
     beats_random: float | None = None  # the claim also needs p <= 1 - beats_random against random controls
+    heavy: bool = False  # runs under the thorough profile only (HEAVY_PROFILE)
     notes: tuple[str, ...] = ()  # what the settings changed that the claim's author should know
 
     def thresholds(self) -> str:
@@ -146,6 +149,9 @@ def make_spec(
     for label, value, low in (("n", values.get("n"), 1), ("seed", values.get("seed"), 0), ("draws", values.get("draws"), 1)):
         if value is not None and (not _is_int(value) or value < low):
             problems.append(f"{label}={value!r}: expected an integer >= {low}")
+    heavy = values.get("heavy", False)
+    if not isinstance(heavy, bool):
+        problems.append(f"heavy={heavy!r}: expected True (the claim runs under --claims-profile {HEAVY_PROFILE} only) or False")
     if problems:
         raise ClaimSpecError(f"{where}: bad claim marker:\n  " + "\n  ".join(problems))
 
@@ -171,5 +177,5 @@ def make_spec(
         at_least=None if at_least is None else float(at_least), at_most=None if at_most is None else float(at_most),
         n=n, seed=seed if seed is not None else values.get("seed", 0), draws=values.get("draws", profile.draws),
         ablation=ablation, resampling=resampling, level=float(level),
-        beats_random=None if beats_random is None else float(beats_random), notes=tuple(notes),
+        beats_random=None if beats_random is None else float(beats_random), heavy=heavy, notes=tuple(notes),
     )
