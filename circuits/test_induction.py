@@ -20,8 +20,8 @@ worth (9.58 - 4.14) / (9.58 - 0.19) = 0.58 of the loss here, so that is all they
 of them predicts the repeated tokens.  (The shared approximation, ``resampling="shared"``,
 gives 0.997 and 0.66-0.69: a narrower gap; ``benchmarks/scrub_modes.py`` prints both.)
 
-Thresholds follow the rule of ``circuits/README.md``: a circuit known by construction clears
-0.9; a wrong hypothesis must stay under 0.75, the bar a circuit found on a real model clears.
+Thresholds follow the one rule of ``circuits/README.md``: a circuit that carries the behaviour
+clears 0.75 (the true one is far above it here); a wrong hypothesis stays under 0.75.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def circuit(query_from, key_from, value_from, name: str):
     return induction_hypothesis(query_from, key_from, value_from, name=name)
 
 
-@pytest.mark.claim(at_least=0.9)
+@pytest.mark.claim(at_least=0.75)
 def test_induction_heads_compose_with_the_previous_token_heads(claim):
     """True: queries from the token and a0.h0, keys through a0.h0 and a0.h3, values from the token."""
     claim.scrub(circuit(["embed", *INDUCTION_QUERY_READS], INDUCTION_KEY_READS, ["embed"], name="induction (Q- and K-composition)"))
@@ -74,7 +74,7 @@ def test_other_layer0_heads_in_their_place_recover_little(claim):
 CIRCUIT = [*INDUCTION_KEY_READS, *INDUCTION_HEADS]  # a0.h0, a0.h3 and the four layer-1 heads
 
 
-@pytest.mark.claim(at_least=0.9, beats_random=0.95)
+@pytest.mark.claim(at_least=0.75, beats_random=0.95)
 def test_the_circuit_is_faithful(claim):
     """The six heads alone keep the model's performance, and random six-head circuits do not."""
     claim.faithfulness(CIRCUIT)
@@ -106,7 +106,7 @@ def test_induction_heads_without_their_inputs_keep_nothing(claim):
 COPY = CausalModel({"first": lambda f: f["first"]}, output=lambda v: v["first"], name="copy r[0]")
 
 
-@pytest.mark.claim(at_least=0.9)
+@pytest.mark.claim(at_least=0.75)
 def test_induction_heads_carry_the_copied_token(claim):
     claim.iia(COPY, "first", list(INDUCTION_HEADS), positions=[-1])
 

@@ -11,7 +11,9 @@ local checkpoint directory (or have "gpt2" in the local Hugging Face cache); oth
 skipped with that advice.  Our reading is path-level: the thirteen heads that write the answer
 to the output are important *with everything that feeds them* (so the S-inhibition, induction,
 duplicate- and previous-token heads are inside their subtrees); every other path reads the
-mean over the IOI prompts.
+mean over the IOI prompts.  Thresholds follow the one rule of ``circuits/README.md`` (0.75 for a
+circuit that carries the behaviour, 0.1 at most for random heads); neither claim has been measured
+here, for want of the weights.
 """
 from __future__ import annotations
 
@@ -35,13 +37,13 @@ assert len(set(CIRCUIT)) == 26
 pytestmark = pytest.mark.claim(model="gpt2", task="ioi", metric="logit_diff", n=100, seed=0, ablation="mean")
 
 
-@pytest.mark.claim(at_least=0.8)
+@pytest.mark.claim(at_least=0.75)
 def test_output_heads_and_their_inputs_keep_the_logit_difference(claim):
     """Wang et al.: the circuit keeps 87% of the logit difference."""
     claim.scrub(Hypothesis({(head,): None for head in OUTPUT_HEADS}, name="IOI output heads (Wang et al.)"))
 
 
-@pytest.mark.claim(at_most=0.3)
+@pytest.mark.claim(at_most=0.1)
 def test_as_many_random_heads_keep_little(claim):
     """Negative control: 13 heads drawn (seeded) from outside the circuit."""
     outside = [f"a{l}.h{h}" for l in range(12) for h in range(12) if f"a{l}.h{h}" not in CIRCUIT]

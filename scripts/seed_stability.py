@@ -1,0 +1,95 @@
+"""Check that every claim's verdict is the same under several seeds, and write the verdict table.
+
+    python scripts/seed_stability.py [--seeds 0 1 2 3 4] [--out reports/seeds] [--table circuits/findings/verdicts.md] [-- PYTEST ARGS]
+
+Runs ``pytest circuits/ --claims-seed S`` once per seed (each into ``<out>/seed-S``), reads each
+run's ``latest.csv`` and writes a Markdown table: one row per claim, with its model, kind and
+thresholds, and per seed the value, its interval and the verdict.  Exits 1 when a claim's verdict
+differs between seeds or is not "pass" (or "skipped" in every seed, e.g. a model without weights);
+the table marks those rows.  Arguments after ``--`` go to pytest (e.g. ``-k planted``).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+import pandas as pd
+
+
+def run_seed(seed: int, out: str, extra: list[str]) -> pd.DataFrame:
+    folder = os.path.join(out, f"seed-{seed}")
+    command = [sys.executable, "-m", "pytest", "circuits/", "-q", "-p", "no:cacheprovider",
+               f"--claims-seed={seed}", f"--claims-report-dir={folder}", *extra]
+    print(" ".join(command), flush=True)
+    subprocess.run(command, check=False)
+    path = os.path.join(folder, "latest.csv")
+    if not os.path.exists(path):
+        raise SystemExit(f"seed {seed}: pytest wrote no {path}; see its output above")
+    return pd.read_csv(path)
+
+
+def cell(row) -> str:
+    if pd.isna(row["value"]):
+        return row["verdict"]
+    return f"{row['value']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}] {row['verdict']}"
+
+
+def threshold(row) -> str:
+    parts = []
+    if not pd.isna(row.get("at_least")):
+        parts.append(f"≥ {row['at_least']:g}")
+    if not pd.isna(row.get("at_most")):
+        parts.append(f"≤ {row['at_most']:g}")
+    return ", ".join(parts)
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--out", default="reports/seeds")
+    parser.add_argument("--table", default="circuits/findings/verdicts.md")
+    args = parser.parse_args(argv)
+
+    runs = {seed: run_seed(seed, args.out, extra).set_index("claim") for seed in args.seeds}
+    first = runs[args.seeds[0]]
+    rows, unstable = [], []
+    for claim in first.index:
+        verdicts = {seed: runs[seed].loc[claim, "verdict"] if claim in runs[seed].index else "missing" for seed in args.seeds}
+        stable = len(set(verdicts.values())) == 1 and next(iter(verdicts.values())) in ("pass", "skipped")
+        if not stable:
+            unstable.append(claim)
+        info = first.loc[claim]
+        rows.append("| " + " | ".join([
+            ("" if stable else "**≠** ") + claim.split("::")[-1], str(info["model"]), str(info["kind"]), threshold(info),
+            *(cell(runs[seed].loc[claim]) if claim in runs[seed].index else "missing" for seed in args.seeds),
+        ]) + " |")
+    header = "| claim | model | kind | threshold | " + " | ".join(f"seed {s}" for s in args.seeds) + " |"
+    lines = [
+        "# Verdicts across seeds",
+        "",
+        f"Written by `python scripts/seed_stability.py --seeds {' '.join(map(str, args.seeds))}`"
+        + (f" (pytest arguments: `{' '.join(extra)}`)" if extra else "") + ". Each cell: value [95% interval] verdict.",
+        f"{len(first.index) - len(unstable)} of {len(first.index)} claims give the same verdict, pass (or skipped), under every seed"
+        + (f"; marked **≠**: {len(unstable)} that do not." if unstable else "."),
+        "",
+        header,
+        "|" + "---|" * (4 + len(args.seeds)),
+        *rows,
+        "",
+    ]
+    os.makedirs(os.path.dirname(args.table) or ".", exist_ok=True)
+    with open(args.table, "w") as handle:
+        handle.write("\n".join(lines))
+    print("\n".join(lines))
+    if unstable:
+        print(f"unstable or failing under some seed: {unstable}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
