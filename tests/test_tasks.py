@@ -274,3 +274,16 @@ def test_induction_range_determinism_and_errors():
         induction(4, half_len=10, vocab_size=15)
     with pytest.raises(InputError, match="half_len"):
         induction(4, half_len=1)
+
+
+def test_registered_ioi_abc_is_ioi_with_all_names_replaced(tok):
+    from causal_hypotheses.claims import LoadedModel, build_task
+    from causal_hypotheses.models import random_gpt2
+
+    from causal_hypotheses import Engine
+
+    loaded = LoadedModel(name="test-small", engine=Engine.from_hf(random_gpt2("small", seed=0)), tokenizer=tok)
+    built = build_task("ioi_abc", loaded, n=8, seed=2)
+    expected = ioi(tok, 8, seed=2, corruption="abc")
+    assert torch.equal(built.clean, expected.clean) and torch.equal(built.corrupt, expected.corrupt)
+    assert torch.equal(build_task("ioi", loaded, n=8, seed=2).corrupt, ioi(tok, 8, seed=2).corrupt)

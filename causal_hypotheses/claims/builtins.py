@@ -97,7 +97,7 @@ def _induction(model: LoadedModel, n: int, seed: int):
     return induction(n, half_len=half_len, vocab_size=vocab, seed=seed, bos=bos, **options)
 
 
-def _gpt2_text_task(task_name: str):
+def _gpt2_text_task(task_name: str, **fixed):
     def build(model: LoadedModel, n: int, seed: int):
         from .. import tasks
         from ..errors import InputError
@@ -110,12 +110,15 @@ def _gpt2_text_task(task_name: str):
                 f"has a vocabulary of {model.vocab_size}; use a model with GPT-2's vocabulary "
                 "(gpt2, random-gpt2-small) or register one with its tokenizer (ModelBundle(model, tokenizer))"
             )
-        return getattr(tasks, task_name)(tokenizer, n, seed, **dict(model.task_options.get(task_name, {})))
+        return getattr(tasks, task_name)(tokenizer, n, seed, **{**model.task_options.get(task_name, {}), **fixed})
 
-    build.__doc__ = f"The {task_name} task in GPT-2's tokens."
+    build.__doc__ = f"The {task_name} task in GPT-2's tokens" + (f" ({fixed})." if fixed else ".")
     return build
 
 
 _register(_TASKS, "task", "induction", _induction, "", replace=True, builtin=True)
 for _name in ("ioi", "greater_than", "factual"):
     _register(_TASKS, "task", _name, _gpt2_text_task(_name), "", replace=True, builtin=True)
+# IOI with all three names replaced in the corrupt prompt (Wang et al.'s pABC), for claims about
+# heads that read the positions before the second mention (previous-token heads).
+_register(_TASKS, "task", "ioi_abc", _gpt2_text_task("ioi", corruption="abc"), "", replace=True, builtin=True)
