@@ -82,6 +82,7 @@ def test_scrub_results_and_claim_records_show_in_notebooks(tiny_engine):
     html = result._repr_html_()
     assert "layer 1 only" in html and "fraction recovered" in html and "<svg" in html
     assert f"{result.fraction_recovered:.3f}" in html
+    assert "empty hypothesis" not in html and re.search(r">a1<|label=a1\b", html)  # its hypothesis drawn, as SVG or DOT
     record = ClaimRecord(claim="c", kind="scrub", value=0.5, ci_low=0.4, ci_high=0.6, verdict="pass")
     assert '<section id="claim-c-' in record._repr_html_() and "pass" in record._repr_html_()
 

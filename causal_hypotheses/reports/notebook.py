@@ -25,7 +25,8 @@ def measurement_record(result) -> ClaimRecord:
                            draws=int(getattr(result, "draws", 1)), metric=str(getattr(result, "metric", "")),
                            ablation="", resampling="", level=float(getattr(result, "level", 0.95)),
                            at_least=None, at_most=None)
-    return make_record(description, spec, result, description, [], verdict="measured", seconds=math.nan, message="")
+    paths = [[list(pattern), feature] for pattern, feature in getattr(result, "paths", ())]  # a scrub's hypothesis
+    return make_record(description, spec, result, description, paths, verdict="no threshold", seconds=math.nan, message="")
 
 
 def measurement_html(result) -> str:
