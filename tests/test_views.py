@@ -186,3 +186,36 @@ def test_direct_logit_attribution_rejects_bad_input(gpt2):
         direct_logit_attribution(engine, tokens, 1, 2, position=4)
     with pytest.raises(InputError, match="answer=1.5"):
         direct_logit_attribution(engine, tokens, 1.5, 2)
+
+
+# ------------------------------------------------------------------ every architecture in the table
+ARCHITECTURES = {  # model_type, overrides: every norm kind (LayerNorm, RMSNorm, Gemma's 1 + w), a sliding window
+    "mistral_window": ("mistral", {"sliding_window": 3}),
+    "qwen2": ("qwen2", {}),
+    "gemma": ("gemma", {}),
+    "pythia": ("gpt_neox", {}),
+    "opt": ("opt", {}),
+}
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_patterns_and_direct_contributions_on_every_architecture(name):
+    import arch_reference as arch
+    from causal_hypotheses import direct_contributions
+
+    model_type, overrides = ARCHITECTURES[name]
+    model = arch.random_model(model_type, seed=7, **overrides)
+    model.set_attn_implementation("eager")
+    engine = Engine.from_hf(model)
+    tokens = prompts(arch.VOCAB, shape=(2, 8), seed=13)
+    acts = engine.activations(tokens)
+    with torch.no_grad():
+        out = model(tokens, output_attentions=True)
+    for layer in range(2):
+        for head in range(4):
+            assert close(acts[f"a{layer}.h{head}.pattern"], out.attentions[layer][:, head]), (layer, head)
+    if name == "mistral_window":  # the window shows: a query reads at most 3 keys
+        assert int((acts["a0.h0.pattern"][0] > 0).sum(-1).max()) == 3
+    table = direct_contributions(engine, tokens, torch.tensor([3, 200]), 17, position=-1)
+    logit_diff = out.logits[:, -1, [3, 200]].diagonal() - out.logits[:, -1, 17]
+    assert torch.allclose(torch.tensor(table.sum(axis=1).to_numpy()), logit_diff, atol=1e-4)

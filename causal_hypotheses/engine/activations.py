@@ -59,11 +59,11 @@ class CachedActivations(Mapping):
     def names(self) -> list[str]:
         """Every valid name, in the order of the residual stream."""
         if self._names is None:
-            a = self.adapter
+            adapter = self.adapter
             names = ["embed"]
-            for layer in range(a.n_layers):
+            for layer in range(adapter.n_layers):
                 names += [f"resid_pre.{layer}", f"a{layer}"]
-                for head in range(a.n_heads):
+                for head in range(adapter.n_heads):
                     names += [f"a{layer}.h{head}"] + [f"a{layer}.h{head}.{part}" for part in _HEAD_PARTS]
                 names += [f"resid_mid.{layer}", f"m{layer}"]
             self._names = names + ["resid_final"]
@@ -87,19 +87,19 @@ class CachedActivations(Mapping):
         shown = name if isinstance(name, str) else str(name)
         near = difflib.get_close_matches(shown, self.names(), n=3, cutoff=0.6)
         hint = f"nearest valid names: {', '.join(map(repr, near))}; " if near else ""
-        a = self.adapter
+        adapter = self.adapter
         return UnknownComponentError(
-            f"{name!r} is not an activation name of this {a.n_layers}-layer, {a.n_heads}-head model; {hint}names are "
+            f"{name!r} is not an activation name of this {adapter.n_layers}-layer, {adapter.n_heads}-head model; {hint}names are "
             "'embed', 'resid_pre.{L}', 'resid_mid.{L}', 'resid_final', 'a{L}', 'a{L}.h{H}', 'a{L}.h{H}.z', "
-            f"'a{{L}}.h{{H}}.q' (.k, .v), 'a{{L}}.h{{H}}.pattern', 'm{{L}}' with L in 0..{a.n_layers - 1} and H in "
-            f"0..{a.n_heads - 1} (list(acts) gives them all)"
+            f"'a{{L}}.h{{H}}.q' (.k, .v), 'a{{L}}.h{{H}}.pattern', 'm{{L}}' with L in 0..{adapter.n_layers - 1} and H in "
+            f"0..{adapter.n_heads - 1} (list(acts) gives them all)"
         )
 
     # ------------------------------------------------------------------ reading
     def __getitem__(self, name: str) -> torch.Tensor:
         if name not in self:
             raise self._unknown(name)
-        acts, a = self._acts, self.adapter
+        acts, adapter = self._acts, self.adapter
         if name == "embed":
             return acts["embed"]
         if name == "resid_final":
@@ -119,23 +119,23 @@ class CachedActivations(Mapping):
             qkv = acts["qkv"][layer]  # (B, T, 3, H, dh)
             q, k = qkv[:, :, 0, head].unsqueeze(1), qkv[:, :, 1, head].unsqueeze(1)  # (B, 1, T, dh)
             with torch.no_grad():
-                return a.pattern(layer, q, k)[:, 0]
+                return adapter.pattern(layer, q, k)[:, 0]
         if parsed.channel is not None:
             return acts["qkv"][layer][:, :, CHANNELS.index(parsed.channel), head]
         with torch.no_grad():
-            return a.head_from_core(layer, head, acts["z"][layer])
+            return adapter.head_from_core(layer, head, acts["z"][layer])
 
     def shape(self, name: str) -> tuple[int, ...]:
         """The shape ``acts[name]`` has (see the module docstring)."""
         if name not in self:
             raise self._unknown(name)
         B, T = self.tokens.shape
-        a = self.adapter
+        adapter = self.adapter
         if name.endswith(".pattern"):
             return (B, T, T)
         if name.endswith((".z", ".q", ".k", ".v")):
-            return (B, T, a.d_head)
-        return (B, T, a.d_model)
+            return (B, T, adapter.d_head)
+        return (B, T, adapter.d_model)
 
     # ------------------------------------------------------------------ direct logit attribution
     def direct_contributions(self, answer, distractor, position: int = -1) -> tuple[list[str], torch.Tensor]:
@@ -152,17 +152,17 @@ class CachedActivations(Mapping):
 
         ``answer`` and ``distractor``: token ids, an int each or a LongTensor (B,) (one per example).
         """
-        a = self.adapter
+        adapter = self.adapter
         B, T = self.tokens.shape
         p = _position(position, T)
-        answer, distractor = (_token_ids(x, label, B, a.vocab_size) for x, label in ((answer, "answer"), (distractor, "distractor")))
+        answer, distractor = (_token_ids(x, label, B, adapter.vocab_size) for x, label in ((answer, "answer"), (distractor, "distractor")))
         acts = self._acts
         device = acts["embed"].device
-        unembed = a.model.get_output_embeddings()
+        unembed = adapter.model.get_output_embeddings()
         W = unembed.weight.detach().float()  # (V, D)
         answer, distractor = answer.to(device), distractor.to(device)
         direction = W[answer] - W[distractor]  # (B, D)
-        scale, gain, shift, centred = a.frozen_final_norm(acts["resid_final"][:, p])
+        scale, gain, shift, centred = adapter.frozen_final_norm(acts["resid_final"][:, p])
         read = direction * gain  # what the final norm's output is read along, per example (B, D)
         if centred:  # (c - mean c) . r == c . (r - mean r)
             read = read - read.mean(-1, keepdim=True)
@@ -173,12 +173,12 @@ class CachedActivations(Mapping):
 
         names, columns = ["embed"], [along(acts["embed"][:, p])]
         with torch.no_grad():
-            for layer in range(a.n_layers):
+            for layer in range(adapter.n_layers):
                 z = acts["z"][layer][:, p : p + 1]  # (B, 1, H, dh)
-                for head in range(a.n_heads):
+                for head in range(adapter.n_heads):
                     names.append(f"a{layer}.h{head}")
-                    columns.append(along(a.head_from_core(layer, head, z)[:, 0]))
-                bias = a.layer_from_core(layer, torch.zeros_like(z[:1]))[0, 0]  # (D,): the output bias alone
+                    columns.append(along(adapter.head_from_core(layer, head, z)[:, 0]))
+                bias = adapter.layer_from_core(layer, torch.zeros_like(z[:1]))[0, 0]  # (D,): the output bias alone
                 names.append(f"a{layer} bias")
                 columns.append(along(bias.expand(B, -1)))
                 names.append(f"m{layer}")
