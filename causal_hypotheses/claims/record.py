@@ -115,6 +115,13 @@ class ClaimRecord:
                              f"{', '.join(f.name for f in fields(cls))}")
         return cls(**values)
 
+    def _repr_html_(self) -> str:
+        """In notebooks: the claim's section of the run's page (reports/notebook.py, imported only
+        when a notebook asks for the drawing)."""
+        from ..reports.notebook import record_html
+
+        return record_html(self)
+
     @property
     def base_kind(self) -> str:
         """The kind without its direction: "activation_patch" for "activation_patch (noising)"."""

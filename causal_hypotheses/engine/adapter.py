@@ -128,6 +128,16 @@ class ArchitectureAdapter(Protocol):
         """Final norm and unembedding of resid (B, T, D): hidden (B, P, D) and logits (B, P, V),
         P the ``positions`` (indices into T) or all T."""
 
+    def pattern(self, layer: int, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Attention probabilities (the softmax ``attend`` weights v by): q, k (B, h, T, dh) -> (B, h, T, T),
+        query x key; zero where a query may not read a key (later positions, outside a sliding window)."""
+
+    def frozen_final_norm(self, resid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, bool]:
+        """The final norm at resid (N, D) as an affine map whose scale is frozen at resid:
+        ``(scale (N, 1), gain (D,), shift (D,) or None, centred)`` such that the final norm of resid
+        is ``centre(resid) / scale * gain + shift``, ``centre`` subtracting each row's mean when
+        ``centred`` (LayerNorm) and nothing otherwise (RMSNorm, or no final norm)."""
+
 
 def model_graph(n_layers: int, n_heads: int, architecture: str, parallel_attn_mlp: bool = False) -> ModelGraph:
     """The graph of a model (``parallel_attn_mlp``: MLP L reads the layer's input)."""
@@ -151,6 +161,7 @@ class Adapter:
     _scales: list[float]
     _windows: tuple = ()  # per layer: None (full causal) or the sliding-window size
     parallel_attn_mlp: bool = False
+    final_norm_kind: str = "layernorm"  # "layernorm", "rmsnorm", "rmsnorm_plus_one" (gain 1 + w) or "none"
 
     # ------------------------------------------------------------ per architecture
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
@@ -187,6 +198,32 @@ class Adapter:
         if Tq == 1 and (window is None or S <= window):  # one query that reads every key: no mask
             return F.scaled_dot_product_attention(q, k, v, scale=self._scales[layer])
         return F.scaled_dot_product_attention(q, k, v, attn_mask=_offset_mask(start, Tq, S, window, q.device), scale=self._scales[layer])
+
+    def pattern(self, layer: int, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Attention probabilities, q, k (B, H, T, dh) -> (B, H, T, T) query x key, as ``attend``
+        computes them (scale, causal mask, any sliding window; softmax in float32 at least)."""
+        T = q.shape[-2]
+        window = self._windows[layer] if self._windows else None
+        allowed = _window_mask(T, T if window is None else window, q.device)  # a window of T: plain causal
+        scores = (q @ k.transpose(-1, -2)).float() * self._scales[layer]
+        scores = scores.masked_fill(~allowed, float("-inf"))
+        return torch.softmax(scores, dim=-1).to(q.dtype)
+
+    def frozen_final_norm(self, resid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, bool]:
+        """See :class:`ArchitectureAdapter`: the final norm's scale at resid (N, D), gain, shift, centring."""
+        kind = self.final_norm_kind
+        x = resid.float()
+        norm = self.final_norm
+        weight, bias = getattr(norm, "weight", None), getattr(norm, "bias", None)
+        gain = torch.ones(x.shape[-1], device=x.device) if weight is None else weight.detach().float()
+        if kind == "none":
+            return torch.ones_like(x[:, :1]), gain, None, False
+        eps = float(getattr(norm, "eps", None) or getattr(norm, "variance_epsilon", None) or 1e-6)
+        if kind == "layernorm":
+            scale = torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + eps)
+            return scale, gain, None if bias is None else bias.detach().float(), True
+        scale = torch.sqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+        return scale, gain + 1 if kind == "rmsnorm_plus_one" else gain, None, False
 
     def core_from_qkv(self, layer: int, qkv: torch.Tensor) -> torch.Tensor:
         q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))  # (B, H, T, dh)

@@ -27,6 +27,7 @@ from .ir import Node, Op
 from .plan import Planner, Selector
 
 if TYPE_CHECKING:
+    from .activations import CachedActivations
     from .lazy import Deferred
 
 Which = Callable[..., object]
@@ -261,6 +262,15 @@ class Engine:
         mean = tree_map(lambda t: t.mean(0, keepdim=True), rows)
         item._mean = (weakref.ref(self), self.device, mean)  # a weak reference: an id could be another engine's later
         return mean, forwards
+
+    def activations(self, tokens) -> "CachedActivations":
+        """The activations of one ordinary forward on ``tokens`` (B, T), by name: ``acts["a9.h9"]``
+        (B, T, D), ``acts["a9.h9.pattern"]`` (B, T, T), ``acts["resid_pre.9"]``, ``acts["m3"]``; see
+        engine/activations.py for every name and shape.  Rows already in the engine's activation
+        cache are read from it; new rows are captured and kept there."""
+        from .activations import read_activations
+
+        return read_activations(self, tokens)
 
     def deferred(self, inputs: Sequence, which: Which, branch: Branch | None = None, *, key: Callable | None = None) -> "Deferred":
         """``run(inputs, which, branch, key=key)``, made only when its logits are read and at the

@@ -52,6 +52,7 @@ class LlamaAdapter(Adapter):
         self.n_positions = int(getattr(config, row.max_positions))
         self.vocab_size = config.vocab_size
         self.final_norm = resolve(self.base, row.final_norm) or torch.nn.Identity()
+        self.final_norm_kind = "none" if isinstance(self.final_norm, torch.nn.Identity) else row.norm
         self._embed = resolve(self.base, row.embed)
         self._positions = resolve(self.base, row.learned_positions)
         self._embed_scale = None

@@ -26,3 +26,10 @@ class FractionOfChange:
     @property
     def details(self) -> list[dict]:
         return []
+
+    def _repr_html_(self) -> str:
+        """In notebooks: the facts, the interval and the per-example distribution, drawn as on the
+        run's page (reports/notebook.py, imported only when a notebook asks for the drawing)."""
+        from ..reports.notebook import measurement_html
+
+        return measurement_html(self)

@@ -20,6 +20,7 @@ import torch
 from ..errors import InputError, UnknownComponentError
 from ..graph import component
 from .compile import OUT, activation_patch_functions, check_writers, order, path_patch_functions, position_rows
+from .tables import empty_head_table
 
 logger = logging.getLogger("causal_hypotheses.progress")
 
@@ -229,7 +230,7 @@ def _sweep(engine, base, source, items, metric, compile_fn, max_tokens, chunk_si
 def _as_table(names: list[str], values: list[float], graph) -> pd.DataFrame | pd.Series:
     parsed = [graph.parse(n) for n in names]
     if all(c.kind == "attn" and c.head is not None and c.channel is None for c in parsed):
-        table = pd.DataFrame(float("nan"), index=pd.RangeIndex(graph.n_layers, name="layer"), columns=pd.RangeIndex(graph.n_heads, name="head"))
+        table = empty_head_table(graph.n_layers, graph.n_heads)  # a DataFrame that draws itself in notebooks
         for c, v in zip(parsed, values):
             table.loc[c.layer, c.head] = v
         return table

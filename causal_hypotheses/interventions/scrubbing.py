@@ -113,6 +113,7 @@ class ScrubResult(FractionOfChange):
     node_evaluations: int = 0
     forward_passes: int = 0
     cache_hits: int = 0
+    paths: tuple = field(default=(), repr=False)  # the hypothesis's (pattern, feature) pairs, for drawing it
 
     # The measurement interface a claim's record reads (causal_hypotheses/claims/record.py).
     @property
@@ -264,7 +265,7 @@ def scrub(
         scrubbed=means[2], fraction_recovered=fraction_recovered(means[2], means[1], means[0]),
         ci=(recovered.low, recovered.high), level=level, effect_ci=(effect.low, effect.high), units=recovered.units,
         unit=unit, per_example=pd.concat(rows, ignore_index=True), node_evaluations=counters[0],
-        forward_passes=counters[1], cache_hits=counters[2],
+        forward_passes=counters[1], cache_hits=counters[2], paths=tuple(hypothesis.paths.items()),
     )
 
 

@@ -37,13 +37,16 @@ def hypothesis_note(ablation: str, resampling: str = "independent") -> str:
 
 def hypothesis_digraph(paths: Sequence, name: str, ablation: str):
     """A ``graphviz.Digraph`` of a hypothesis: each pattern drawn from its input-side component
-    up to the output, with a note saying what the pattern's paths read."""
+    up to the output, with a note saying what the pattern's paths read; components grouped by
+    layer (a cluster per layer), so that a hypothesis of many paths is drawn in rows of layers."""
     import graphviz
+
+    from ..engine.drawing import group_by_layer
 
     other = _OTHER.get(ablation, ablation)
     dot = graphviz.Digraph(
         "hypothesis",
-        graph_attr={"rankdir": "BT", "fontname": "Helvetica", "fontsize": "10", "labelloc": "t",
+        graph_attr={"rankdir": "LR", "fontname": "Helvetica", "fontsize": "10", "labelloc": "t",
                     "label": f"hypothesis {name!r}"},
         node_attr={"shape": "box", "style": "filled", "fillcolor": "#dbe9f6", "fontname": "Helvetica", "fontsize": "11"},
         edge_attr={"fontname": "Helvetica", "fontsize": "9"},
@@ -62,6 +65,7 @@ def hypothesis_digraph(paths: Sequence, name: str, ablation: str):
         if feature is not None:  # without a note a pattern reads its parent's example
             dot.node(f"note{k}", f"reads an example with the same {feature}", shape="note", fillcolor="#fff8dc", fontsize="9")
             dot.edge(f"note{k}", above, style="dashed", arrowhead="none")
+    group_by_layer(dot, [(node_id, prefix[-1]) for prefix, node_id in ids.items()])
     if not paths:
         dot.node("empty", f"empty hypothesis: every input reads {other}", shape="note", fillcolor="#fff8dc")
         dot.edge("empty", "output", style="dashed", arrowhead="none")
