@@ -67,8 +67,9 @@ PLANTED = {
 # What the checks (scripts/train_planted.py, tests/test_planted.py) found in the shipped weights.
 PREV_TOKEN_HEAD = "a0.h0"
 PREV_TOKEN_OTHER_HEADS = ("a0.h1", "a0.h2", "a0.h3")
-MARKER_PREV_HEAD = "a0.h?"
-MARKER_MOVER_HEAD = "a1.h?"
+MARKER_PREV_HEAD = "a0.h0"
+MARKER_MOVER_HEAD = "a1.h0"
+MARKER_OTHER_HEADS = ("a0.h1", "a0.h2", "a0.h3", "a1.h1", "a1.h2", "a1.h3")
 MODSUM_MOVER_HEAD = "a0.h?"
 
 

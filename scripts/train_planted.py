@@ -7,15 +7,16 @@ NAME is prev-token-1l, marker-2l or modsum-1l.  Deterministic: fixed seeds, one 
 same torch build.  Each model trains in one to four minutes on one CPU thread.
 
 Data: the task builders of causal_hypotheses/tasks/planted.py, one fresh seeded batch per step
-(modsum-1l: all p * p pairs every step).  Loss: cross-entropy on the task's targets plus a
-group lasso with a price per head, ``--lasso * sum over heads of (1 + h) * ||W_O[layer, h]||`` for
-head h of each layer: the heads the task does not need fade, and where several heads could do the
-same job the cheapest, the lowest-numbered, ends up doing it alone (with one price for all heads
-the penalty is the same however aligned heads split the work, and in trial runs two or three heads
-shared it).  Which head that is is checked after training, not assumed.  For modsum-1l the
-penalty grows from 0 over the first half of training (``--lasso-ramp``): at full strength from
-the start it keeps the model at chance.  The attention-only models
-keep their MLPs at exactly zero (frozen).
+(modsum-1l: all p * p pairs every step).  Loss: cross-entropy on the task's targets plus a price
+on each head's share of its layer's attention output, ``--lasso * sum over layers and heads h of
+(1 + h) * share(h)`` with ``share(h) = mean ||z_h W_O[h]|| / sum over the layer's heads of the
+same``: where several heads could do one job, the cheapest, the lowest-numbered, ends up doing it
+alone.  (A price on the weights ``||W_O[h]||`` does not work in front of a LayerNorm: every head
+shrinks together and the LayerNorm undoes it; with one price for all heads the penalty does not
+care how aligned heads split the work; in trial runs two to four heads shared each job.)  The
+price grows from 0 over the first ``--lasso-ramp`` of the steps, so the task is learnt first.
+Which heads do the work is checked after training, not assumed.  The attention-only models keep
+their MLPs at exactly zero (frozen).
 
 After training the mechanism is checked on the unmodified HF model, independently of the engine:
 per head, attention to the position the mechanism names, and the loss when the head's output is
@@ -39,9 +40,9 @@ from causal_hypotheses import planted  # noqa: E402
 from causal_hypotheses.tasks import planted as tasks  # noqa: E402
 
 DEFAULTS = {  # steps, batch, learning rate, lasso, lasso ramp (fraction of the steps)
-    "prev-token-1l": (1500, 64, 3e-3, 3e-3, 0.0),
-    "marker-2l": (1500, 64, 2e-3, 3e-3, 0.0),
-    "modsum-1l": (2500, 121, 3e-3, 1e-2, 0.5),
+    "prev-token-1l": (1500, 64, 3e-3, 0.03, 0.3),
+    "marker-2l": (2000, 64, 2e-3, 0.03, 0.3),
+    "modsum-1l": (2000, 121, 3e-3, 0.03, 0.3),
 }
 
 
@@ -82,7 +83,32 @@ def build_model(name: str, seed: int):
     return model
 
 
-PRICE = torch.arange(1, 17, dtype=torch.float32)  # the group-lasso price of head h is PRICE[h] = 1 + h
+PRICE = torch.arange(1, 17, dtype=torch.float32)  # the price of head h's share is PRICE[h] = 1 + h
+
+
+def capture_head_outputs(model) -> tuple[dict, list]:
+    """Pre-hooks on every c_proj that store ``||z_h W_O[h]||`` averaged over batch and positions,
+    (heads,) per layer, into the returned dict on each forward pass; and the hook handles."""
+    norms, handles = {}, []
+    for layer, block in enumerate(model.transformer.h):
+        attn = block.attn
+
+        def store(_, args, layer=layer, attn=attn):
+            z = args[0].view(*args[0].shape[:2], attn.num_heads, attn.head_dim)
+            w = attn.c_proj.weight.view(attn.num_heads, attn.head_dim, -1)
+            norms[layer] = torch.einsum("bthd,hde->bthe", z, w).norm(dim=-1).mean((0, 1))
+
+        handles.append(attn.c_proj.register_forward_pre_hook(store))
+    return norms, handles
+
+
+def share_price(norms: dict) -> torch.Tensor:
+    """Sum over layers of sum_h PRICE[h] * share(h), share(h) = the head's part of its layer's output."""
+    total = 0.0
+    for layer_norms in norms.values():
+        share = layer_norms / layer_norms.sum().clamp(min=1e-8)
+        total = total + (share * PRICE[: len(share)]).sum()
+    return total
 
 
 def head_norms(model) -> torch.Tensor:
@@ -197,12 +223,13 @@ def main(argv=None) -> int:
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / warmup, 5.0 * (1 - s / steps) + 0.05))
     data_seeds = torch.Generator().manual_seed(args.seed + 1)
-    start = time.perf_counter()
+    norms, handles = capture_head_outputs(model)
+    start, cpu = time.perf_counter(), time.process_time()
     for step in range(steps):
         tokens, targets = data(args.name, batch, int(torch.randint(0, 2**31 - 1, (1,), generator=data_seeds)))
         task_loss = loss_of(model(tokens).logits, targets)
         weight = lasso * min(1.0, step / (ramp * steps)) if ramp > 0 else lasso
-        loss = task_loss + weight * (head_norms(model) * PRICE[:model.config.n_head]).sum()
+        loss = task_loss + weight * share_price(norms)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -210,7 +237,9 @@ def main(argv=None) -> int:
         schedule.step()
         if step % args.log_every == 0 or step == steps - 1:
             print(f"step {step:5d}  task loss {task_loss.item():.4f}  ({time.perf_counter() - start:.0f}s)", flush=True)
-    print(f"trained {steps} steps in {time.perf_counter() - start:.1f}s")
+    print(f"trained {steps} steps in {time.perf_counter() - start:.1f}s ({time.process_time() - cpu:.1f}s of CPU time)")
+    for handle in handles:
+        handle.remove()
     model.eval()
     report(args.name, model, args.seed)
     if planted.spec(args.name).attention_only:
