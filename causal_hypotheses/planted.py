@@ -9,13 +9,16 @@ components those checks found.
 - ``prev-token-1l``: 1 layer, 4 heads, attention only.  Output at t is the token at t - 1.
   One previous-token head carries it (PREV_TOKEN_HEAD).
 - ``marker-2l``: 2 layers, 4 heads each, attention only.  Predict the token after the first
-  marker.  A layer-0 previous-token head (MARKER_PREV_HEAD) writes "the token before me was the
-  marker" into position m + 1; a layer-1 mover head (MARKER_MOVER_HEAD) reads that with its key
-  (K-composition) and copies the token there through its value.
-- ``modsum-1l``: 1 layer, 4 heads and an MLP.  [bos, a, b] -> (a + b) mod p.  One head
-  (MODSUM_MOVER_HEAD) brings a to b's position; the MLP (``m0``) computes the sum.
+  marker.  A layer-0 head (MARKER_PREV_HEAD) attends from m + 1 to the marker and writes that
+  into position m + 1; two layer-1 movers (MARKER_MOVER_HEADS, the first the main one) read it
+  with their keys (K-composition) and copy the token there (their values read the token and,
+  a little, the layer-0 head).
+- ``modsum-1l``: 1 layer, 4 heads and an MLP.  [bos, a, b] -> (a + b) mod p.  Two heads
+  (MODSUM_MOVER_HEADS, the first the main one) bring a (mixed with b) to b's position; the MLP
+  (``m0``) and the direct paths to the logits compute the sum together.
 
-Attention-only models keep HF's MLP with 4 hidden units whose weights and biases are exactly zero
+The heads outside these circuits write almost nothing: training priced each head's share of its
+layer's output (scripts/train_planted.py).  Attention-only models keep HF's MLP with 4 hidden units whose weights and biases are exactly zero
 (checked on load), so every MLP output is exactly zero.  Embeddings are untied.
 """
 from __future__ import annotations
@@ -68,9 +71,10 @@ PLANTED = {
 PREV_TOKEN_HEAD = "a0.h0"
 PREV_TOKEN_OTHER_HEADS = ("a0.h1", "a0.h2", "a0.h3")
 MARKER_PREV_HEAD = "a0.h0"
-MARKER_MOVER_HEAD = "a1.h0"
-MARKER_OTHER_HEADS = ("a0.h1", "a0.h2", "a0.h3", "a1.h1", "a1.h2", "a1.h3")
-MODSUM_MOVER_HEAD = "a0.h?"
+MARKER_MOVER_HEADS = ("a1.h0", "a1.h1")
+MARKER_OTHER_HEADS = ("a0.h1", "a0.h2", "a0.h3", "a1.h2", "a1.h3")
+MODSUM_MOVER_HEADS = ("a0.h0", "a0.h1")
+MODSUM_OTHER_HEADS = ("a0.h2", "a0.h3")
 
 
 def spec(name: str) -> Planted:

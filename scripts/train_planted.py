@@ -42,7 +42,7 @@ from causal_hypotheses.tasks import planted as tasks  # noqa: E402
 DEFAULTS = {  # steps, batch, learning rate, lasso, lasso ramp (fraction of the steps)
     "prev-token-1l": (1500, 64, 3e-3, 0.03, 0.3),
     "marker-2l": (2000, 64, 2e-3, 0.03, 0.3),
-    "modsum-1l": (2000, 121, 3e-3, 0.03, 0.3),
+    "modsum-1l": (2000, 121, 3e-3, 3.0, 0.3),
 }
 
 

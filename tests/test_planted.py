@@ -13,6 +13,7 @@ from causal_hypotheses import planted
 from causal_hypotheses.errors import InputError
 from causal_hypotheses.graph import component
 from causal_hypotheses.tasks import planted as tasks
+from hf_reference import head_output, path_patch_channel
 
 torch.set_grad_enabled(False)
 
@@ -144,6 +145,64 @@ def test_prev_token_model_copies_the_previous_token_with_one_head(models):
     assert set(others) == set(planted.PREV_TOKEN_OTHER_HEADS)
     without_others = _run(model, task.clean, zero_heads=others)
     assert _loss(without_others, targets) < 0.01 and _accuracy(without_others, targets) > 0.99
+
+
+
+# marker-2l -------------------------------------------------------------------------------------
+
+
+def test_marker_model_composes_a_previous_token_head_with_a_mover(models):
+    model = _model(models, "marker-2l")
+    task = _task("marker-2l")
+    targets = _targets(task)
+    clean = _run(model, task.clean)
+    assert _accuracy(clean, targets) > 0.99
+    rows, m = torch.arange(len(task)), task.features["marker"]
+    prev, (mover, second) = planted.MARKER_PREV_HEAD, planted.MARKER_MOVER_HEADS
+    for head in (mover, second):  # the last position reads m + 1
+        assert _pattern(clean, head)[rows, -1, m + 1].mean().item() > 0.9
+    assert _pattern(clean, prev)[rows, m + 1, m].mean().item() > 0.4  # m + 1 reads the marker (t - 1 ~ 0.25)
+    chance = math.log(task.clean.shape[1] - 2)  # uniform over the sequence's other tokens
+    assert _loss(_run(model, task.clean, mean_heads=[prev]), targets) > chance
+    # The main mover mean-ablated: the weak second mover keeps some answers, but not most; without
+    # both, worse than guessing.  The second alone mean-ablated costs little.
+    without_mover = _run(model, task.clean, mean_heads=[mover])
+    assert _loss(without_mover, targets) > 1.0 and _accuracy(without_mover, targets) < 0.75
+    assert _accuracy(_run(model, task.clean, mean_heads=[second]), targets) > 0.9
+    assert _loss(_run(model, task.clean, mean_heads=[mover, second]), targets) > chance
+    others = [h for h in _heads(model) if h not in (prev, mover, second)]
+    assert set(others) == set(planted.MARKER_OTHER_HEADS)
+    assert _accuracy(_run(model, task.clean, mean_heads=others), targets) > 0.99
+    # K-composition: the main mover's key without the layer-0 head's output (removed from the key's
+    # input only) loses the answer; its value without it keeps most.
+    layer, head = component(mover).layer, component(mover).head
+    removed = -head_output(model, task.clean, component(prev).layer, component(prev).head)
+    key_cut = path_patch_channel(model, task.clean, removed, layer, head, 1)
+    value_cut = path_patch_channel(model, task.clean, removed, layer, head, 2)
+    answer_rate = lambda logits: (logits[:, -1].argmax(-1) == task.answer).float().mean().item()  # noqa: E731
+    assert answer_rate(key_cut) < 0.2
+    assert answer_rate(value_cut) > 0.6  # measured 0.73: the value reads a little of it too
+
+
+# modsum-1l -------------------------------------------------------------------------------------
+
+
+def test_modsum_model_moves_a_with_heads_and_adds_in_the_mlp(models):
+    model = _model(models, "modsum-1l")
+    task = _task("modsum-1l")
+    targets = _targets(task)
+    clean = _run(model, task.clean)
+    assert _accuracy(clean, targets) == 1.0
+    main, second = planted.MODSUM_MOVER_HEADS
+    chance = math.log(planted.MODSUM_P)
+    assert _loss(_run(model, task.clean, zero_mlps=[0]), targets) > chance  # no MLP: worse than chance
+    assert _loss(_run(model, task.clean, mean_heads=[main]), targets) > chance  # a lost: worse than chance
+    without_second = _accuracy(_run(model, task.clean, mean_heads=[second]), targets)
+    assert 0.5 < without_second < 0.95  # the second mover helps (measured 0.82)
+    others = [h for h in _heads(model) if h not in (main, second)]
+    assert set(others) == set(planted.MODSUM_OTHER_HEADS)
+    assert _accuracy(_run(model, task.clean, mean_heads=others), targets) == 1.0
+    assert _pattern(clean, main)[:, -1, 1].mean().item() > 0.4  # b's position reads a (measured 0.47)
 
 
 # Tasks -----------------------------------------------------------------------------------------
