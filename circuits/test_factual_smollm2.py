@@ -27,10 +27,23 @@ the subject's identity on which the rest depends (an extended embedding), and th
 each add a little.
 
 Measured by the claims below (n=64, seed 0; Fieller's 95% interval over the prompts): see the
-comments at each group.  Verdicts under ``--claims-seed`` 0..4 (64 of the 115 facts each):
+comments at each group.  Values and verdicts under ``--claims-seed`` 0..4 (the patching claims
+draw 64 of the 115 facts, the faithfulness claims take all of them with other corrupt subjects):
 
-    claim                                       seed 0  seed 1  seed 2  seed 3  seed 4
-    STABILITY  Thresholds follow ``circuits/README.md``: 0.75 for a set found
+    claim (threshold)                    seed 0       seed 1       seed 2       seed 3       seed 4
+    m0 at the subject (>= 0.75)           0.998 pass   0.998 pass   0.998 pass   0.999 pass   0.999 pass
+    m1-m14, subject on (>= 0.1)           0.382 pass   0.360 pass   0.374 pass   0.364 pass   0.360 pass
+    m1-m14, subject on (<= 0.75)          0.382 pass   0.360 pass   0.374 pass   0.364 pass   0.360 pass
+    m0-m14 at the last (<= 0.75)          0.005 pass   0.007 pass   0.010 pass   0.012 pass   0.009 pass
+    a23 at the last (>= 0.75)             0.962 pass   0.967 pass   0.969 pass   0.969 pass   0.952 pass
+    a0-a22 at the last (<= 0.75)          0.033 pass   0.036 pass   0.042 pass   0.034 pass   0.041 pass
+    m22-m29 at the last (>= 0.1)          0.461 pass   0.465 pass   0.459 pass   0.461 pass   0.469 pass
+    8 random MLPs (<= 0.1)                0.003 pass  -0.001 pass   0.008 pass   0.011 pass   0.009 pass
+    random attention layer (<= 0.1)       0.000 pass   0.001 pass   0.001 pass  -0.002 pass   0.001 pass
+    faithful: MLPs + a21-a29 (>= 0.75)    0.819 pass   0.830 pass   0.831 pass   0.811 pass   0.813 pass
+    faithful: patched parts (<= 0.75)     0.565 pass   0.570 pass   0.553 pass   0.558 pass   0.554 pass
+
+Thresholds follow ``circuits/README.md``: 0.75 for a set found
 on a real model, at most 0.75 for a wrong one, 0.1 for a component that matters, at most 0.1 for
 random components.
 

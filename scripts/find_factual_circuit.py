@@ -77,8 +77,10 @@ def signal(engine, tokenizer) -> pd.DataFrame:
         pick = task.features["relation"] == rel
         rows.append({"relation": RELATIONS[rel], "template": template,
                      "facts": sum(t == template for t, _, _ in FACTS), "kept": int(pick.sum()),
-                     "clean_logit_diff": float(ld_clean[pick].mean()), "corrupt_logit_diff": float(ld_corrupt[pick].mean()),
-                     "difference": float((ld_clean - ld_corrupt)[pick].mean()), "top1_accuracy": float(top1[pick].float().mean()),
+                     "clean_logit_diff": float(ld_clean[pick].mean()),
+                     "corrupt_logit_diff": float(ld_corrupt[pick].mean()),
+                     "difference": float((ld_clean - ld_corrupt)[pick].mean()),
+                     "top1_accuracy": float(top1[pick].float().mean()),
                      "clean_logit_diff_positive": float((ld_clean[pick] > 0).float().mean())})
     rows.append({"relation": "all", "template": "", "facts": len(FACTS), "kept": len(task),
                  "clean_logit_diff": float(ld_clean.mean()), "corrupt_logit_diff": float(ld_corrupt.mean()),
