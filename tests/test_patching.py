@@ -153,3 +153,55 @@ def test_activation_patch_rejects_bad_positions_and_names(tiny_engine):
         activation_patch(tiny_engine, clean, corrupt, "a0", positions=[4])
     with pytest.raises(UnknownComponentError, match="'m2' names layer 2"):
         activation_patch(tiny_engine, clean, corrupt, "m2")
+
+
+def _mlps_replaced_at(model, tokens, layers, source, positions):
+    """HF logits with the MLP outputs of ``layers`` at ``positions`` taken from a run on ``source``."""
+    mlps = [model.transformer.h[layer].mlp for layer in layers]
+    recorded = [ref.record(model, source, mlp) for mlp in mlps]
+
+    def swap(value):
+        def hook(_, __, output):
+            output = output.clone()
+            output[:, positions] = value[:, positions]
+            return output
+        return hook
+
+    with torch.no_grad(), ref.hooks(*[(mlp, "post", swap(value)) for mlp, value in zip(mlps, recorded)]):
+        return model(tokens).logits
+
+
+def test_several_nodes_at_a_suffix_of_positions(tiny_model, tiny_engine):
+    """Two MLPs, the later one reading the earlier, patched at the last positions: as HF with hooks."""
+    clean, corrupt = batches(tiny_model, 23)
+    expected = _mlps_replaced_at(tiny_model, clean, [0, 1], corrupt, [5, 6, 7])
+    got = activation_patch(tiny_engine, clean, corrupt, ["m0", "m1"], positions=[5, 6, 7])
+    torch.testing.assert_close(got, expected, atol=ATOL, rtol=0)
+    assert (got - activation_patch(tiny_engine, clean, corrupt, ["m0"], positions=[5, 6, 7])).abs().max() > 1e-4
+
+
+def test_several_nodes_before_an_unpatched_position_are_refused(tiny_model, tiny_engine):
+    """m1 at position 7 would read the clean run although m0's patch at position 5 reaches it there:
+    refused, not computed wrong (HF with hooks shows the later position does change)."""
+    from causal_hypotheses.errors import PositionError
+
+    clean, corrupt = batches(tiny_model, 24)
+    with pytest.raises(PositionError, match=r"'m0' and 'm1' patched at some positions only: at position 6 of example 0"):
+        activation_patch(tiny_engine, clean, corrupt, ["m0", "m1"], positions=[5])
+    # Not vacuous: with m0 patched at 5, m1's output at 6 differs from the clean run's, which is
+    # what m1 at 6 would have read.
+    mlp0, mlp1 = tiny_model.transformer.h[0].mlp, tiny_model.transformer.h[1].mlp
+    corrupt_m0, seen = ref.record(tiny_model, corrupt, mlp0), {}
+
+    def patch_m0(_, __, output):
+        output = output.clone()
+        output[:, 5] = corrupt_m0[:, 5]
+        return output
+
+    with torch.no_grad(), ref.hooks((mlp0, "post", patch_m0), (mlp1, "post", lambda _, __, out: seen.setdefault("m1", out))):
+        tiny_model(clean)
+    assert (seen["m1"][:, 6:] - ref.record(tiny_model, clean, mlp1)[:, 6:]).abs().max() > 1e-4
+    # one node at any positions, or heads of one layer, stay exact
+    first = _mlps_replaced_at(tiny_model, clean, [0], corrupt, [5])
+    torch.testing.assert_close(activation_patch(tiny_engine, clean, corrupt, ["m0"], positions=[5]), first, atol=ATOL, rtol=0)
+    activation_patch(tiny_engine, clean, corrupt, ["a1.h0", "a1.h1"], positions=[5])

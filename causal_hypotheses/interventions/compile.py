@@ -128,9 +128,33 @@ class _Blocks:
         return torch.tensor(needs).repeat_interleave(self.b)
 
 
+def _check_position_patch(block_nodes: Sequence[frozenset], pattern) -> None:
+    """Refuse what the plan cannot compute: a patched node reads the base run wherever the pattern
+    leaves it unpatched, which is wrong where an earlier patched node of its block has changed
+    its input, i.e. at an unpatched position after a patched one (causal attention spares the
+    positions before).  Patterns that patch a suffix of each row, and single nodes, are exact."""
+    if pattern is None:
+        return
+    gaps = (pattern.cummax(dim=1).values > pattern).nonzero()  # (row, position) unpatched after a patched one
+    if len(gaps) == 0:
+        return
+    for nodes in block_nodes:
+        ordered = sorted(nodes, key=order)
+        if len(ordered) > 1 and order(ordered[0]) < order(ordered[-1]):
+            row, position = (int(i) for i in gaps[0])
+            raise PositionError(
+                f"nodes {ordered[0]!r} and {ordered[-1]!r} patched at some positions only: at position {position} of "
+                f"example {row}, which is not patched but follows a patched one, {ordered[-1]!r} would read the base "
+                f"run and miss {ordered[0]!r}'s patch (the engine cannot yet mix a read and a recomputed value by "
+                "position); patch a suffix of each prompt (e.g. positions=-1, or from the first position where the "
+                "prompts differ to the end), every position (positions=None), or one node at a time"
+            )
+
+
 def activation_patch_functions(block_nodes: Sequence[frozenset], batch: int, pattern=None, source=1):
     """Block k: its nodes read input ``source`` (where ``pattern`` says), everything else input 0.
     ``source`` is an input index or a LongTensor (B,) of one per example."""
+    _check_position_patch(block_nodes, pattern)
     blocks = _Blocks(len(block_nodes), batch, pattern, source)
     by_name: dict[str, list[int]] = {}
     for k, nodes in enumerate(block_nodes):

@@ -118,4 +118,8 @@ def _names(names) -> str:
 
 
 def _at(positions) -> str:
-    return "" if positions is None else f" at positions {positions!r}"
+    if positions is None:
+        return ""
+    if hasattr(positions, "shape") and len(positions.shape) == 2:  # a (B, T) mask: its size, not its entries
+        return f" at the {int(positions.sum())} positions of a {tuple(positions.shape)} mask"
+    return f" at positions {positions!r}"
