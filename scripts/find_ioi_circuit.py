@@ -96,15 +96,21 @@ class Heads:
         return hook
 
 
+@torch.no_grad()
 def direct_effects(model, task, replace: dict) -> pd.DataFrame:
     """Each head's direct effect on the mean logit difference at the last position (layer x head):
     its output through the final RMSNorm's scale (frozen at the run's value) and the unembedding."""
-    with Heads(model) as heads:
-        heads.replace = replace
-        with torch.no_grad():
-            out = model(task.clean, output_hidden_states=True)
-    final = out.hidden_states[-1][:, -1]  # before the final norm: (B, d)
     norm = model.model.norm
+    seen = {}
+    handle = norm.register_forward_pre_hook(lambda module, inputs: seen.update(stream=inputs[0]))
+    try:
+        with Heads(model) as heads:
+            heads.replace = replace
+            with torch.no_grad():
+                model(task.clean)
+    finally:
+        handle.remove()
+    final = seen["stream"][:, -1]  # the residual stream the final norm reads: (B, d)
     scale = torch.rsqrt(final.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)  # (B, 1)
     unembed = model.get_output_embeddings().weight  # (V, d)
     direction = (unembed[task.answer] - unembed[task.distractor]) * norm.weight  # (B, d)
