@@ -244,8 +244,9 @@ class Evaluator:
         parts = [(extra, self.base_at(patch.base, extra))] + ([(index, values)] if index.numel() else [])
         return _joined(base, parts)
 
-    def _change(self, computed: SparseOverride, base, need) -> SparseOverride:
-        """``computed`` minus the captured ``base`` site, where ``need`` says.
+    def _change(self, computed: SparseOverride, base, need, exact: bool = True) -> SparseOverride:
+        """``computed`` minus the captured ``base`` site, where ``need`` says (``exact`` False:
+        maybe also at other entries, for a caller that drops them itself).
 
         Kept on ``computed``: a component's change enters the residual stream of every later
         layer (each one a sum of the captured stream and every change upstream of it), so an
@@ -253,10 +254,14 @@ class Evaluator:
         known = computed.changes.get(base)
         if known is not None:
             known_need, change = known
-            if known_need is need or (known_need is not None and need is not None and torch.equal(known_need, need)):
+            if known_need is need:
                 return change
-            if known_need is None:  # known everywhere: keep the entries asked for
-                return SparseOverride(None, *self._keep(change.index, change.values, need))
+            if known_need is None or need is not None and not bool((need & ~known_need).any()):  # known at more entries
+                return change if not exact else SparseOverride(None, *self._keep(change.index, change.values, need))
+            wider = None if need is None else need | known_need  # computed again, at both sets of entries
+            change = self._compute_change(computed, base, wider)
+            computed.changes[base] = (wider, change)
+            return change if not exact else SparseOverride(None, *self._keep(change.index, change.values, need))
         change = self._compute_change(computed, base, need)
         computed.changes[base] = (need, change)
         return change
@@ -280,9 +285,15 @@ class Evaluator:
                 i += 1
             else:  # a recomputed component and, with sign -1, its captured value
                 assert signs[i] == 1 and signs[i + 1] == -1 and args[i + 1].index.numel() == 0
-                changes.append(self._change(args[i], args[i + 1].base, need))
+                changes.append(self._change(args[i], args[i + 1].base, need, exact=False))
                 i += 2
-        changes = [SparseOverride(None, *self._keep(c.index, c.values, need)) for c in changes if c.index.numel()]
+        changes = [c for c in changes if c.index.numel()]
+        if not changes:
+            return args[0]
+        union = self._union(changes, need)
+        if union.numel() > DENSE_SHARE * (self.B * self.T if need is None else int(need.sum())):
+            return self._dense_sum(base, changes, union)
+        changes = [SparseOverride(None, *self._keep(c.index, c.values, need)) for c in changes]
         changes = [c for c in changes if c.index.numel()]
         if not changes:
             return args[0]
@@ -290,9 +301,6 @@ class Evaluator:
         same = bool((index[1:] > index[:-1]).all()) and all(
             c.index.numel() == index.numel() and torch.equal(c.index, index) for c in changes[1:])
         if not same:
-            union = self._union(changes)
-            if union.numel() > DENSE_SHARE * (self.B * self.T if need is None else int(need.sum())):
-                return self._dense_sum(base, changes, union)
             index, where = torch.unique(torch.cat([c.index for c in changes]), return_inverse=True)
         else:  # every change at the same entries (a dense change, as after a resampled layer): plain adds
             where = None
@@ -307,18 +315,21 @@ class Evaluator:
             offset += n
         return SparseOverride(base, index, values)
 
-    def _union(self, changes: list[SparseOverride]) -> torch.Tensor:
-        """The entries that some of ``changes`` lists, sorted."""
+    def _union(self, changes: list[SparseOverride], need) -> torch.Tensor:
+        """The entries that some of ``changes`` lists and ``need`` lists (None: all), sorted."""
         marks = torch.zeros(self.B * self.T, dtype=torch.bool, device=self.device)
         for change in changes:
             marks[change.index] = True
+        if need is not None:
+            marks &= need.reshape(-1)
         return marks.nonzero().flatten()
 
     def _dense_sum(self, base, changes: list[SparseOverride], union: torch.Tensor) -> SparseOverride:
         """The captured ``base`` plus ``changes`` (each at distinct entries), the entries of
-        ``union`` overridden, accumulated in a whole (B * T, ...) tensor: each change added in
-        place at its own entries (the additions of the sparse sum, in the same order, so the
-        same numbers) with no sorting or inverse index of entries.  Taken when the changes
+        ``union`` (the live ones that change) overridden, accumulated in a whole (B * T, ...)
+        tensor: each change added in place at all its entries, live or not (the additions of
+        the sparse sum, in the same order, so the same numbers), with no copies of the live
+        ones, no sorting and no inverse index of entries.  Taken when the changes
         cover more than ``DENSE_SHARE`` of the live entries; below that, reading and writing
         the whole tensor costs more than the sparse sum saves."""
         whole = self.B * self.T
