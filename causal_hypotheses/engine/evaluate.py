@@ -13,6 +13,13 @@ layer, from the first such position to the last), over every key up to the last.
 Entries are flat indices ``example * T + position``.  Entries that no consumer reads
 (see :func:`live_entries`: the other examples of a split, and what no requested logit
 position depends on) are skipped everywhere.
+
+When a change covers most entries (every head outside a circuit mean-ablated at every
+position, as Wang et al.'s criteria do), per-entry bookkeeping costs more than it saves: a
+residual stream whose changes together cover more than ``DENSE_SHARE`` of its live entries
+is summed in whole (B * T, ...) tensors, with no sorting of entries (the same additions, so
+the same numbers), and each component's change (its recomputed value minus the captured
+one) is computed once, not again for each later stream that adds it.
 """
 from __future__ import annotations
 
@@ -22,16 +29,22 @@ from . import ir
 from .flops import Costs, Work
 from .ir import Op
 
+# A sum of changes that together cover more than this share of the entries some consumer reads
+# is accumulated densely, in whole (B * T, ...) tensors (Evaluator._dense_sum); below it, at the
+# entries that change alone.
+DENSE_SHARE = 0.5
+
 
 class SparseOverride:
     """``base`` (site, selector key) read everywhere except at ``index`` (n,), where the
     value is ``values`` (n, ...).  With ``base`` None the value is unspecified (never read)
     outside ``index``."""
 
-    __slots__ = ("base", "index", "values")
+    __slots__ = ("base", "index", "values", "changes")
 
     def __init__(self, base, index: torch.Tensor, values) -> None:
         self.base, self.index, self.values = base, index, values
+        self.changes: dict = {}  # captured site -> (need, the value minus it there); see Evaluator._change
 
 
 class Evaluator:
@@ -231,8 +244,29 @@ class Evaluator:
         parts = [(extra, self.base_at(patch.base, extra))] + ([(index, values)] if index.numel() else [])
         return _joined(base, parts)
 
-    def _change(self, computed: SparseOverride, base, need) -> SparseOverride:
-        """``computed`` minus the captured ``base`` site, where ``need`` says."""
+    def _change(self, computed: SparseOverride, base, need, exact: bool = True) -> SparseOverride:
+        """``computed`` minus the captured ``base`` site, where ``need`` says (``exact`` False:
+        maybe also at other entries, for a caller that drops them itself).
+
+        Kept on ``computed``: a component's change enters the residual stream of every later
+        layer (each one a sum of the captured stream and every change upstream of it), so an
+        MLP's change would otherwise be subtracted again for each of them."""
+        known = computed.changes.get(base)
+        if known is not None:
+            known_need, change = known
+            if known_need is need:
+                return change
+            if known_need is None or need is not None and not bool((need & ~known_need).any()):  # known at more entries
+                return change if not exact else SparseOverride(None, *self._keep(change.index, change.values, need))
+            wider = None if need is None else need | known_need  # computed again, at both sets of entries
+            change = self._compute_change(computed, base, wider)
+            computed.changes[base] = (wider, change)
+            return change if not exact else SparseOverride(None, *self._keep(change.index, change.values, need))
+        change = self._compute_change(computed, base, need)
+        computed.changes[base] = (need, change)
+        return change
+
+    def _compute_change(self, computed: SparseOverride, base, need) -> SparseOverride:
         if computed.base is not None and computed.base[0] == base[0]:
             rebased = self._rebase(computed, base, need)
             if rebased.index.numel() == 0:
@@ -251,9 +285,15 @@ class Evaluator:
                 i += 1
             else:  # a recomputed component and, with sign -1, its captured value
                 assert signs[i] == 1 and signs[i + 1] == -1 and args[i + 1].index.numel() == 0
-                changes.append(self._change(args[i], args[i + 1].base, need))
+                changes.append(self._change(args[i], args[i + 1].base, need, exact=False))
                 i += 2
-        changes = [SparseOverride(None, *self._keep(c.index, c.values, need)) for c in changes if c.index.numel()]
+        changes = [c for c in changes if c.index.numel()]
+        if not changes:
+            return args[0]
+        union = self._union(changes, need)
+        if union.numel() > DENSE_SHARE * (self.B * self.T if need is None else int(need.sum())):
+            return self._dense_sum(base, changes, union)
+        changes = [SparseOverride(None, *self._keep(c.index, c.values, need)) for c in changes]
         changes = [c for c in changes if c.index.numel()]
         if not changes:
             return args[0]
@@ -274,6 +314,33 @@ class Evaluator:
                 values.index_add_(0, where[offset : offset + n], change.values)
             offset += n
         return SparseOverride(base, index, values)
+
+    def _union(self, changes: list[SparseOverride], need) -> torch.Tensor:
+        """The entries that some of ``changes`` lists and ``need`` lists (None: all), sorted."""
+        marks = torch.zeros(self.B * self.T, dtype=torch.bool, device=self.device)
+        for change in changes:
+            marks[change.index] = True
+        if need is not None:
+            marks &= need.reshape(-1)
+        return marks.nonzero().flatten()
+
+    def _dense_sum(self, base, changes: list[SparseOverride], union: torch.Tensor) -> SparseOverride:
+        """The captured ``base`` plus ``changes`` (each at distinct entries), the entries of
+        ``union`` (the live ones that change) overridden, accumulated in a whole (B * T, ...)
+        tensor: each change added in place at all its entries, live or not (the additions of
+        the sparse sum, in the same order, so the same numbers), with no copies of the live
+        ones, no sorting and no inverse index of entries.  Taken when the changes
+        cover more than ``DENSE_SHARE`` of the live entries; below that, reading and writing
+        the whole tensor costs more than the sparse sum saves."""
+        whole = self.B * self.T
+        values = self.dense(self.captured(base))
+        flat = values.view((whole,) + tuple(values.shape[2:]))
+        for change in changes:
+            if change.index.numel() == whole and bool((change.index[1:] > change.index[:-1]).all()):
+                flat += change.values  # every entry, in order
+            else:
+                flat.index_add_(0, change.index, change.values)
+        return SparseOverride(base, union, flat if union.numel() == whole else flat[union])
 
     def _mix(self, mask: torch.Tensor, own: SparseOverride, other: SparseOverride, need) -> SparseOverride:
         """``own`` for the examples in ``mask`` (B,), ``other`` for the rest."""
