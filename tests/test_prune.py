@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from causal_hypotheses import Engine, path_patch, random_gpt2
+from causal_hypotheses import Engine, activation_patch, path_patch, random_gpt2
 from causal_hypotheses.discovery import attribute
 from causal_hypotheses.discovery.prune import EdgeSet, kept_paths, prune
 from causal_hypotheses.errors import InputError
@@ -34,8 +34,8 @@ def setting():
     return model, engine, clean, corrupt, list(zip(edges.sender, edges.receiver))
 
 
-def removed_value(engine, clean, corrupt, removed) -> float:
-    edges = EdgeSet(removed)
+def removed_value(engine, clean, corrupt, removed, nodes=()) -> float:
+    edges = EdgeSet(removed, nodes)
     return float(metric(engine.run([clean, corrupt], edges.which, edges.branch, key=edges.key).logits).mean())
 
 
@@ -77,6 +77,16 @@ def test_removed_edges_compose_downstream(setting):
     senders, receivers = ["a0.h1", "m0"], ["a1.h2.k", "a1.h0.q"]  # receivers in one layer: as path_patch
     expected = float(metric(path_patch(engine, clean, corrupt, senders, receivers)).mean())
     assert removed_value(engine, clean, corrupt, set(itertools.product(senders, receivers))) == pytest.approx(expected, abs=1e-5)
+
+
+def test_removed_nodes_are_activation_patching(setting):
+    """A node with every edge removed reads the corrupt input wherever it is read."""
+    model, engine, clean, corrupt, _ = setting
+    for nodes in (["a0.h1"], ["m0", "a1.h2"], ["embed"]):
+        expected = float(metric(activation_patch(engine, clean, corrupt, nodes)).mean())
+        assert removed_value(engine, clean, corrupt, set(), nodes) == pytest.approx(expected, abs=1e-5)
+    both = removed_value(engine, clean, corrupt, {("a0.h1", "a1.h0.q")}, ["m0"])
+    assert both != pytest.approx(removed_value(engine, clean, corrupt, set(), ["m0"]), abs=1e-4)
 
 
 def test_kept_paths_run_from_the_output_to_the_embedding():
@@ -126,10 +136,31 @@ def test_the_pruned_graph_as_a_hypothesis_reads_as_it_was_pruned(induction_prune
     assert on_paths == kept
 
 
+def test_candidate_nodes_limit_the_search(induction_pruned):
+    """Candidates: the six circuit heads give the same circuit; without a0.h3 it cannot appear."""
+    model = induction_model()
+    engine = Engine.from_hf(model)
+    task = induction(32, half_len=trained.HALF_LEN, vocab_size=trained.VOCAB_SIZE, seed=0, bos=trained.BOS)
+    measure = lambda logits: loss(logits, task)  # noqa: E731
+    circuit = list(INDUCTION_KEY_READS) + list(INDUCTION_HEADS)
+    same = prune(engine, task.clean, task.clean.roll(1, 0), measure, 0.05, nodes=circuit, progress=False)
+    assert set(same.components()) == set(circuit)
+    assert same.runs < induction_pruned.runs
+    assert (same.edges.decision == "node removed").sum() == (same.edges.sender.isin(["a0.h1", "a0.h2", "m0", "m1"])).sum()
+    fewer = prune(engine, task.clean, task.clean.roll(1, 0), measure, 0.05, nodes=[h for h in circuit if h != "a0.h3"],
+                  max_edges=10, progress=False)
+    assert "a0.h3" not in fewer.components()
+    assert fewer.edges.decision.isin(["kept", "removed"]).sum() <= 10  # only the ten largest were tested
+
+
 def test_bad_arguments(setting):
     _, engine, clean, corrupt, _ = setting
     with pytest.raises(InputError, match="threshold=-1"):
         prune(engine, clean, corrupt, metric, -1)
+    with pytest.raises(InputError, match="'a1.h0.q' is not a head or an MLP"):
+        prune(engine, clean, corrupt, metric, 0.1, nodes=["a1.h0.q"])
+    with pytest.raises(InputError, match="max_edges=0"):
+        prune(engine, clean, corrupt, metric, 0.1, max_edges=0)
     no_edges = attribute(engine, clean, corrupt, metric, edges=False)
     with pytest.raises(InputError, match="edges=False"):
         prune(engine, clean, corrupt, metric, 0.1, scores=no_edges)

@@ -41,31 +41,37 @@ MAX_PATHS = 20_000  # paths of a kept graph listed at most; a larger graph is an
 
 
 class EdgeSet:
-    """``which``/``branch``/``key`` for the engine: paths through any edge of ``removed`` read
-    input 1 (corrupt), all others input 0 (clean).
+    """``which``/``branch``/``key`` for the engine: paths through any edge of ``removed``, or
+    through any node of ``nodes`` (all of its edges removed: it reads the corrupt input
+    wherever it is read), read input 1 (corrupt); all others input 0 (clean).
 
     A path's edges are its consecutive elements (receiver, sender), plus (``out``, first
     element); a head in the middle of a path is named by the input it is entered by
     (``a1.h0.q``), so the receiver is that name and the sender the next element without its
-    channel.  ``branch`` splits where a removed edge may lie below: a layer whose heads send
-    a removed edge into the path's receiver, a component that holds a removed edge's receiver,
-    and anything later in the stream than a removed edge's receiver."""
+    channel.  ``branch`` splits where a removed edge or node may lie below: a layer whose heads
+    send a removed edge into the path's receiver or hold a removed node, a component that holds
+    a removed edge's receiver, and anything later in the stream than a removed edge's receiver
+    or a removed node."""
 
-    def __init__(self, removed) -> None:
+    def __init__(self, removed=(), nodes=()) -> None:
         self.removed = frozenset(removed)
+        self.nodes = frozenset(nodes)
         self.by_receiver: dict[str, set[str]] = {}
         for sender, receiver in self.removed:
             self.by_receiver.setdefault(receiver, set()).add(sender)
         inner = [r for r in self.by_receiver if r != OUT]
-        self.first_receiver = min((component(r).order for r in inner), default=None)
+        self.first = min([component(r).order for r in inner] + [component(n).order for n in self.nodes], default=None)
         self.holders = {r.rsplit(".", 1)[0] for r in inner if "." in r} | {r.split(".")[0] for r in inner} | set(inner)
-        self.layers_sending = {(component(s).name.split(".")[0], r) for s, r in self.removed if ".h" in s}
+        self.holders |= {n.split(".")[0] for n in self.nodes if ".h" in n}  # a layer holding a removed head
+        self.layers_sending = {(s.split(".")[0], r) for s, r in self.removed if ".h" in s}
 
     def _read_corrupt(self, path) -> bool:
         for i, element in enumerate(path):
-            receiver = OUT if i == 0 else path[i - 1]
-            senders = self.by_receiver.get(receiver)
-            if senders and _sender(element) in senders:
+            sender = _sender(element)
+            if sender in self.nodes:
+                return True
+            senders = self.by_receiver.get(OUT if i == 0 else path[i - 1])
+            if senders and sender in senders:
                 return True
         return False
 
@@ -73,23 +79,21 @@ class EdgeSet:
         return 1 if self._read_corrupt(path) else 0
 
     def branch(self, path) -> bool:
-        if not self.removed or self._read_corrupt(path):
+        if not (self.removed or self.nodes) or self._read_corrupt(path):
             return False
         last = path[-1]
         if last == "embed":
             return False
-        receiver = OUT if len(path) == 1 else path[-2]
-        if (last, receiver) in self.layers_sending:  # a layer some of whose heads send a removed edge here
+        if (last, OUT if len(path) == 1 else path[-2]) in self.layers_sending:  # some of its heads send a removed edge here
             return True
-        if last in self.holders:  # holds a removed edge's receiver (a1, a1.h0, a1.h0.q, m1)
+        if last in self.holders:  # holds a removed edge's receiver (a1, a1.h0, a1.h0.q, m1) or a removed head
             return True
-        return self.first_receiver is not None and self.first_receiver < component(last).order
+        return self.first is not None and self.first < component(last).order
 
     def key(self, path):
         """What the subtree below ``path`` depends on besides its last element."""
-        last = path[-1]
-        coarse = last.startswith("a") and ".h" not in last
-        return (self._read_corrupt(path), (OUT if len(path) == 1 else path[-2]) if coarse else None)
+        receiver = OUT if len(path) == 1 else path[-2]
+        return (self._read_corrupt(path), receiver if (path[-1], receiver) in self.layers_sending else None)
 
 
 def _sender(element: str) -> str:
@@ -97,8 +101,8 @@ def _sender(element: str) -> str:
     return element[: element.rfind(".")] if element.count(".") == 2 else element
 
 
-def _evaluate(engine, clean, corrupt, metric, removed, logit_positions) -> float:
-    edges = EdgeSet(removed)
+def _evaluate(engine, clean, corrupt, metric, removed, logit_positions, nodes=()) -> float:
+    edges = EdgeSet(removed, nodes)
     logits = engine.run([clean, corrupt], edges.which, edges.branch, key=edges.key, logit_positions=logit_positions).logits
     value = metric(logits)
     return float(torch.as_tensor(value, dtype=torch.float64).mean())
@@ -109,10 +113,11 @@ class PrunedGraph:
     """The result of :func:`prune`.
 
     ``edges``: every edge with its attribution ``score``, ``kept`` (bool) and ``decision``
-    ("kept", "removed", or "unreachable": its receiver no longer reaches the output).
+    ("kept", "removed", "unreachable": its receiver no longer reaches the output, "node
+    removed": its sender is not a candidate node, "not tested": outside ``max_edges``).
     ``paths``: the kept graph's paths from the output to the embedding.  ``clean``,
-    ``corrupt``, ``pruned``: the metric with no edge, every edge, and the removed edges
-    reading the corrupt input.  ``runs``: engine runs made.
+    ``corrupt``, ``pruned``: the metric on the clean input, on the corrupt one, and with every
+    edge but the kept ones reading the corrupt input.  ``runs``: engine runs made.
     """
 
     edges: pd.DataFrame
@@ -191,34 +196,66 @@ def prune(
     threshold: float,
     *,
     scores: Attribution | None = None,
+    nodes=None,
+    max_edges: int | None = None,
     logit_positions=None,
     progress: bool = True,
 ) -> PrunedGraph:
-    """The ACDC pass over every edge of the model (see the module docstring).
+    """The ACDC pass over the model's edges (see the module docstring).
 
     ``metric(logits)``: one value per example (or their mean); ``threshold``: the largest change
     of its batch mean that removing an edge (or a chunk of edges) may make.  ``scores``: an
     :class:`Attribution` with edges (computed with EAP here when None).  ``logit_positions``:
     as in the sweeps (the metric then reads logits (B, P, V)).  ``progress``: a tqdm bar
     over receivers on stderr.
+
+    For large models, restrict the search: ``nodes`` (heads and MLPs; the embedding always
+    stays) keeps only those as candidates, every other node reading the corrupt input from the
+    start (decision "node removed"); ``max_edges`` tests only the edges with the largest |score|
+    among the candidates', the others removed from the start ("not tested").
     """
     clean, corrupt = _pair(clean, corrupt, ("clean", "corrupt"))
     _check(threshold, scores)
+    if max_edges is not None and (isinstance(max_edges, bool) or not isinstance(max_edges, numbers.Integral) or max_edges < 1):
+        raise InputError(f"max_edges={max_edges!r}: expected a positive int (the edges to test, by |score|) or None for all")
     if scores is None:
         scores = attribute(engine, clean, corrupt, metric, logit_positions=logit_positions)
     table = scores.edges.copy()
+    decision: dict[tuple[str, str], str] = {}
+    removed_nodes: set[str] = set()
+    if nodes is not None:
+        names = [nodes] if isinstance(nodes, str) else list(nodes)
+        for parsed, name in zip(engine.graph.check(names), names):
+            if parsed.kind == "attn" and (parsed.head is None or parsed.channel is not None):
+                raise InputError(f"nodes: {name!r} is not a head or an MLP; name heads ('a1.h0') and MLPs ('m0')")
+        candidates = set(names) | {"embed"}
+        everything = set(table.sender)
+        removed_nodes = everything - candidates
+        for sender, receiver in zip(table.sender, table.receiver):
+            if sender in removed_nodes:
+                decision[(sender, receiver)] = "node removed"
+    removed: set[tuple[str, str]] = set()
+    if max_edges is not None:
+        open_rows = table[[(s, r) not in decision for s, r in zip(table.sender, table.receiver)]]
+        if nodes is not None:  # edges into removed nodes never reach the output
+            open_rows = open_rows[[r == OUT or _sender(r) not in removed_nodes for r in open_rows.receiver]]
+        ranked = open_rows.assign(size=open_rows.score.abs()).sort_values("size", ascending=False, kind="stable")
+        for edge in zip(ranked.sender[max_edges:], ranked.receiver[max_edges:]):
+            decision[edge] = "not tested"
+            removed.add(edge)
     runs = 0
 
-    def value(removed) -> float:
+    def value(edges) -> float:
         nonlocal runs
         runs += 1
-        return _evaluate(engine, clean, corrupt, metric, removed, logit_positions)
+        return _evaluate(engine, clean, corrupt, metric, edges, logit_positions, removed_nodes)
 
-    clean_value = value(set())
-    corrupt_value = value(set(zip(table.sender, table.receiver)))
-    removed: set[tuple[str, str]] = set()
-    decision: dict[tuple[str, str], str] = {}
-    current, log = clean_value, []
+    clean_value, corrupt_value = (
+        float(torch.as_tensor(metric(engine.run([x], lambda path: 0, logit_positions=logit_positions).logits), dtype=torch.float64).mean())
+        for x in (clean, corrupt)
+    )
+    current = value(removed) if (removed or removed_nodes) else clean_value
+    log: list = []
     alive = {OUT}
     receivers = _receivers_backward(table)
     grouped = {r: rows for r, rows in table.groupby("receiver")}
@@ -226,12 +263,11 @@ def prune(
     try:
         for receiver in receivers:
             rows = grouped[receiver]
+            rows = rows[[(s, r) not in decision for s, r in zip(rows.sender, rows.receiver)]]
             edges = list(zip(rows.sender, rows.receiver))
             target = OUT if receiver == OUT else _sender(receiver)
-            reaches = receiver == OUT or any(
-                decision.get((target, r)) == "kept" for r in alive
-            )
-            if not reaches:
+            reaches = receiver == OUT or any(decision.get((target, r)) == "kept" for r in alive)
+            if not reaches or not edges:
                 decision.update({edge: "unreachable" for edge in edges})
                 bar.update(1)
                 continue
