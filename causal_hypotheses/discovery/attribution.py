@@ -36,6 +36,7 @@ not modified and no parameter gradient is accumulated.
 from __future__ import annotations
 
 import numbers
+import sys
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable
@@ -278,6 +279,7 @@ def attribute(
     steps: int = 5,
     edges: bool = True,
     logit_positions=None,
+    progress: bool = False,
 ) -> Attribution:
     """Attribution scores of every node and (with ``edges``) every edge for patching ``clean`` with ``corrupt``.
 
@@ -286,7 +288,8 @@ def attribute(
     ``metric(logits)``: a differentiable function of the logits (B, T, V) (or (B, P, V) at
     ``logit_positions``), one value per example or their mean; the scores estimate changes of its
     batch mean.  ``method``: "eap" (gradients at the clean input) or "ig" (EAP-IG, ``steps``
-    points).  Sign and meaning: the module docstring.
+    points).  Sign and meaning: the module docstring.  ``progress``: a tqdm bar (with its ETA)
+    over the forward-backward passes, on stderr.
     """
     clean, corrupt = _pair(clean, corrupt, ("clean", "corrupt"))
     steps = _check(method, steps, metric)
@@ -301,7 +304,9 @@ def attribute(
     senders = _Senders(adapter, clean_acts, corrupt_acts) if edges else None
     scores = _Scores(adapter, senders, deltas, 1.0 / steps)
     clean_value = None
-    for k in range(steps):
+    from tqdm.auto import tqdm
+
+    for k in tqdm(range(steps), desc=f"attribution ({method})", unit="pass", disable=not progress, file=sys.stderr):
         embedding = clean_acts["embed"] + (k / steps) * deltas["embed"]
         value = _forward_backward(adapter, embedding, metric, positions, scores, edges)
         clean_value = value if k == 0 else clean_value

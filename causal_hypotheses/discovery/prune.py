@@ -207,7 +207,7 @@ def prune(
     of its batch mean that removing an edge (or a chunk of edges) may make.  ``scores``: an
     :class:`Attribution` with edges (computed with EAP here when None).  ``logit_positions``:
     as in the sweeps (the metric then reads logits (B, P, V)).  ``progress``: a tqdm bar
-    over receivers on stderr.
+    (with its ETA) over the edges decided, on stderr.
 
     For large models, restrict the search: ``nodes`` (heads and MLPs; the embedding always
     stays) keeps only those as candidates, every other node reading the corrupt input from the
@@ -259,7 +259,7 @@ def prune(
     alive = {OUT}
     receivers = _receivers_backward(table)
     grouped = {r: rows for r, rows in table.groupby("receiver")}
-    bar = _bar(len(receivers), progress)
+    bar = _bar(sum(edge not in decision for edge in zip(table.sender, table.receiver)), progress)
     try:
         for receiver in receivers:
             rows = grouped[receiver]
@@ -269,7 +269,7 @@ def prune(
             reaches = receiver == OUT or any(decision.get((target, r)) == "kept" for r in alive)
             if not reaches or not edges:
                 decision.update({edge: "unreachable" for edge in edges})
-                bar.update(1)
+                bar.update(len(edges))
                 continue
             alive.add(receiver)
             magnitude = rows.score.abs().to_numpy()
@@ -284,13 +284,14 @@ def prune(
                     removed |= set(chunk)
                     decision.update({edge: "removed" for edge in chunk})
                     current, pending, size = trial, pending[len(chunk):], len(chunk) * 2
+                    bar.update(len(chunk))
                 elif len(chunk) > 1:
                     size = len(chunk) // 2
                 else:
                     decision[chunk[0]] = "kept"
                     pending = pending[1:]
-            bar.set_postfix(runs=runs, kept=sum(d == "kept" for d in decision.values()))
-            bar.update(1)
+                    bar.update(1)
+                bar.set_postfix(runs=runs, kept=sum(d == "kept" for d in decision.values()), refresh=False)
     finally:
         bar.close()
     table["decision"] = [decision.get(edge, "unreachable") for edge in zip(table.sender, table.receiver)]
@@ -302,4 +303,4 @@ def prune(
 def _bar(total: int, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="prune: receivers", unit="receiver", disable=not enabled, file=sys.stderr)
+    return tqdm(total=total, desc="prune: edges decided", unit="edge", disable=not enabled, file=sys.stderr)
