@@ -10,10 +10,10 @@ that no kept edge connects to the output, and removes an edge when the metric (b
 moves by less than ``threshold`` from the current graph's value.
 
 Exact, unlike attribution: each decision is an engine run.  Attribution only orders the
-tests: a receiver's edges are tried from the smallest |score| up, in chunks, the first one
-every edge whose |score| is under the threshold; a chunk doubles while whole chunks can be
-removed together (their joint change under the threshold) and halves when one cannot, so the
-many edges that do nothing cost a few runs, not one each.  (Conmy et al.
+tests: a receiver's edges are tried from the smallest |score| up, in chunks: first every edge
+whose |score| is under the threshold together, then the others one at a time; a chunk doubles
+while whole chunks can be removed together (their joint change under the threshold) and halves
+when one cannot, so the many edges that do nothing cost a few runs, not one each.  (Conmy et al.
 test edges one at a time, each against the threshold; a chunk removed here changed the metric
 by less than the threshold in all, which is stricter.)
 
@@ -274,7 +274,8 @@ def prune(
             alive.add(receiver)
             magnitude = rows.score.abs().to_numpy()
             pending = [edges[i] for i in magnitude.argsort(kind="stable")]
-            size = max(1, int((magnitude < threshold).sum()))  # first try every edge attribution calls negligible
+            negligible = int((magnitude < threshold).sum())  # the edges attribution calls negligible: one chunk first
+            size = max(1, negligible)
             while pending:
                 chunk = pending[: min(size, len(pending))]
                 trial = value(removed | set(chunk))
@@ -283,7 +284,10 @@ def prune(
                 if change < threshold:
                     removed |= set(chunk)
                     decision.update({edge: "removed" for edge in chunk})
-                    current, pending, size = trial, pending[len(chunk):], len(chunk) * 2
+                    # after the negligible chunk, the edges attribution calls large one at a time
+                    size = 1 if len(chunk) == negligible else len(chunk) * 2
+                    negligible = -1
+                    current, pending = trial, pending[len(chunk):]
                     bar.update(len(chunk))
                 elif len(chunk) > 1:
                     size = len(chunk) // 2
