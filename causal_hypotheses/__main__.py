@@ -24,8 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     find.add_argument("--method", choices=("eap", "ig"), default="eap", help="attribution: EAP or EAP-IG (default eap)")
     find.add_argument("--steps", type=int, default=5, help="EAP-IG's interpolation steps (default 5)")
     find.add_argument("--threshold", type=float, default=0.02, help="pruning threshold, a fraction of |clean - corrupt| (default 0.02)")
-    find.add_argument("--max-nodes", type=int, default=30, help="candidate heads and MLPs by |node score|; 0 for all (default 30)")
-    find.add_argument("--max-edges", type=int, default=200, help="edges tested exactly, by |score|; 0 for all (default 200)")
+    find.add_argument("--max-nodes", type=int, default=0, help="candidate heads and MLPs by |node score|, the others read corrupt from the start; 0 for all (default)")
+    find.add_argument("--max-edges", type=int, default=0, help="edges tested exactly, by |score|, the others removed untested; 0 for all (default)")
     find.add_argument("--corruption", choices=("task", "resample"), default="task",
                       help="the task's corrupt prompts, or another prompt of the batch (default task)")
     find.add_argument("--quiet", action="store_true", help="no progress bars")

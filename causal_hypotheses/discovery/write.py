@@ -65,8 +65,8 @@ def discover(
     method: str = "eap",
     steps: int = 5,
     threshold: float = 0.02,
-    max_nodes: int | None = 30,
-    max_edges: int | None = 200,
+    max_nodes: int | None = None,
+    max_edges: int | None = None,
     corruption: str = "task",
     progress: bool = True,
 ) -> Discovery:
@@ -77,7 +77,9 @@ def discover(
     ``metric``: a built-in metric's name.  ``threshold``: the pruning threshold as a fraction of
     |metric(clean) - metric(corrupt)|.  ``max_nodes``: candidate heads and MLPs, those with the
     largest |node score| (None: all).  ``max_edges``: edges tested exactly, by |score| (None:
-    all).  ``corruption``: "task" (the task's corrupt prompts) or "resample" (each prompt
+    all).  Both restrictions start the search from a graph without the rest, which may have lost
+    the behaviour already (SmolLM2's IOI with 25 nodes and 150 edges kept 0.72 of a logit
+    difference of 4.32), so they are off by default.  ``corruption``: "task" (the task's corrupt prompts) or "resample" (each prompt
     corrupted by another of the batch: what scrubbing resamples, and the one that changes what
     every position reads).
     """
