@@ -130,7 +130,8 @@ def write_claims(out, found: PrunedGraph, *, model: str, task: str, metric: str,
         raise InputError("the pruned graph keeps no path from the output to the embedding, so there is no circuit to "
                          "write; lower the threshold or test more edges (max_edges, max_nodes)")
     components = found.components()
-    outputs = sorted({s for s in found.kept().sender[found.kept().receiver == "out"] if s != "embed"},
+    # kept edges into the logits from components on some kept path (not from dead ends)
+    outputs = sorted({s for s in found.kept().sender[found.kept().receiver == "out"] if s in components},
                      key=lambda n: (component(n).order, n))
     heads = set(_graph_heads(found))
     outside = sorted(heads - set(components), key=lambda n: (component(n).order, n))
