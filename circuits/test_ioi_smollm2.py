@@ -17,6 +17,11 @@ whole 95% interval (Fieller's, over the prompts' templates, the independent unit
 0.892 [0.766, 1.011]; four random heads 0.008 [-0.011, 0.028].  (Shared resampling: 0.942,
 0.952 and -0.003.)  Thresholds follow the rule of ``circuits/README.md``: 0.75 for a circuit
 found on a real model, 0.1 for random heads.
+
+The rest of the circuit, found by the same script's later sweeps (induction, duplicate-token and
+previous-token heads feeding the S-inhibition heads, negative name movers, their backup
+behaviour), and the whole circuit's faithfulness, completeness and minimality follow below;
+``circuits/findings/ioi-smollm2/README.md`` reads them as a paper section.
 """
 from __future__ import annotations
 
@@ -225,3 +230,22 @@ def test_the_whole_circuit_is_faithful(claim):
 def test_fifteen_random_heads_are_not_a_circuit(claim):
     outside = [f"a{l}.h{h}" for l in range(30) for h in range(9) if f"a{l}.h{h}" not in CIRCUIT]
     claim.faithfulness(random.Random(0).sample(outside, len(CIRCUIT)))
+
+
+# Completeness and minimality of the 15 heads (n=48, seed 0; heavy: about a minute each on a quiet
+# 2-core machine, so they run under --claims-profile thorough).  Completeness, the largest gap over
+# ∅ and 3 random K: 0.366 [0.137, 0.665], at K = {a14.h3, a16.h0, a17.h4, a19.h2, a20.h0, a24.h4}:
+# knocking those out of the whole model costs far more (4.46 -> -0.70) than knocking them out of
+# the circuit, so heads outside it (the other layer-23/24 heads that write names) take part when
+# the circuit is damaged.  Minimality, the weakest component's best gap over ∅ and one random K:
+# 0.007 [0.000, 0.017] (a16.h5; then a23.h1 0.022, a11.h8 0.026): the two weaker previous-token
+# heads and one name mover can each be dropped.  Both are stated as what they are: by Wang et al.'s
+# criteria at these tolerances the circuit is faithful but neither complete nor minimal.
+@pytest.mark.claim(at_least=0.1, heavy=True)
+def test_the_whole_circuit_is_not_complete(claim):
+    claim.completeness(CIRCUIT, k=3)
+
+
+@pytest.mark.claim(at_most=0.1, heavy=True)
+def test_the_whole_circuit_is_not_minimal(claim):
+    claim.minimality(CIRCUIT, k=1)
