@@ -81,25 +81,9 @@ def induction_hypothesis(query_from=("embed", *INDUCTION_QUERY_READS), key_from=
 
 def expected_parameter_shapes() -> dict[str, tuple[int, ...]]:
     """Parameter name -> shape for CONFIG."""
-    d, inner, layers = CONFIG["n_embd"], CONFIG["n_inner"], CONFIG["n_layer"]
-    shapes = {
-        "transformer.wte.weight": (VOCAB_SIZE, d),
-        "transformer.wpe.weight": (CONFIG["n_positions"], d),
-        "transformer.ln_f.weight": (d,),
-        "transformer.ln_f.bias": (d,),
-        "lm_head.weight": (VOCAB_SIZE, d),
-    }
-    for layer in range(layers):
-        p = f"transformer.h.{layer}."
-        shapes.update({
-            p + "ln_1.weight": (d,), p + "ln_1.bias": (d,),
-            p + "attn.c_attn.weight": (d, 3 * d), p + "attn.c_attn.bias": (3 * d,),
-            p + "attn.c_proj.weight": (d, d), p + "attn.c_proj.bias": (d,),
-            p + "ln_2.weight": (d,), p + "ln_2.bias": (d,),
-            p + "mlp.c_fc.weight": (d, inner), p + "mlp.c_fc.bias": (inner,),
-            p + "mlp.c_proj.weight": (inner, d), p + "mlp.c_proj.bias": (d,),
-        })
-    return shapes
+    from .planted import expected_parameter_shapes as shapes_for
+
+    return shapes_for(CONFIG)
 
 
 def repeated_tokens(batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
