@@ -82,6 +82,8 @@ def _settings(config: pytest.Config) -> Settings:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
+    config.addinivalue_line("markers", f"heavy: a claim marked claim(heavy=True); it runs under --claims-profile "
+                                       f"{HEAVY_PROFILE} only (-m heavy selects them)")
     try:
         settings = _settings(config)
     except SettingsError as error:
@@ -132,7 +134,9 @@ def pytest_pycollect_makeitem(collector, name, obj):
         if _is_claim(item):
             markers = [(mark.args, mark.kwargs) for mark in item.iter_markers("claim")]
             try:
-                item.stash[SPEC] = session.spec_for(markers, where=item.nodeid)
+                item.stash[SPEC] = spec = session.spec_for(markers, where=item.nodeid)
+                if spec.heavy:
+                    item.add_marker("heavy")  # so that -m heavy selects them
             except ClaimSpecError as error:
                 problems.append((item.location[0], f"{_where(item)}: {error}"))
                 continue

@@ -214,6 +214,7 @@ def test_light(claim):
     heavy = frame.loc[[c for c in frame.index if c.endswith("test_heavy")][0]]
     assert heavy["verdict"] == "skipped" and "--claims-profile thorough only" in heavy["message"]
     run(pytester, body, "--claims-profile=thorough", "--claims-n=8").assert_outcomes(passed=2)
+    run(pytester, body, "--claims-profile=thorough", "--claims-n=8", "-m", "heavy").assert_outcomes(passed=1, deselected=1)
     bad = run(pytester, body.replace("heavy=True", "heavy='yes'"))
     bad.stdout.fnmatch_lines(["*heavy='yes': expected True*"])
 
