@@ -18,13 +18,16 @@ import sys
 import pandas as pd
 
 
-def run_seed(seed: int, out: str, extra: list[str]) -> pd.DataFrame:
+def run_seed(seed: int, out: str, extra: list[str], paths: list[str], rerun: bool) -> pd.DataFrame:
     folder = os.path.join(out, f"seed-{seed}")
-    command = [sys.executable, "-m", "pytest", "circuits/", "-q", "-p", "no:cacheprovider",
+    path = os.path.join(folder, "latest.csv")
+    if os.path.exists(path) and not rerun:
+        print(f"seed {seed}: reading {path} (--rerun runs it again)", flush=True)
+        return pd.read_csv(path)
+    command = [sys.executable, "-m", "pytest", *paths, "-q", "-p", "no:cacheprovider",
                f"--claims-seed={seed}", f"--claims-report-dir={folder}", *extra]
     print(" ".join(command), flush=True)
     subprocess.run(command, check=False)
-    path = os.path.join(folder, "latest.csv")
     if not os.path.exists(path):
         raise SystemExit(f"seed {seed}: pytest wrote no {path}; see its output above")
     return pd.read_csv(path)
@@ -53,12 +56,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--out", default="reports/seeds")
     parser.add_argument("--table", default="circuits/findings/verdicts.md")
+    parser.add_argument("--paths", nargs="+", default=["circuits/"], help="what pytest runs (default: circuits/)")
+    parser.add_argument("--rerun", action="store_true", help="run a seed again even if its report is there")
     args = parser.parse_args(argv)
 
-    runs = {seed: run_seed(seed, args.out, extra).set_index("claim") for seed in args.seeds}
+    runs = {seed: run_seed(seed, args.out, extra, args.paths, args.rerun).set_index("claim") for seed in args.seeds}
     first = runs[args.seeds[0]]
+    claims = [claim for claim in first.index if any(claim.startswith(p.rstrip("/")) for p in args.paths)]
     rows, unstable = [], []
-    for claim in first.index:
+    for claim in claims:
         verdicts = {seed: runs[seed].loc[claim, "verdict"] if claim in runs[seed].index else "missing" for seed in args.seeds}
         stable = len(set(verdicts.values())) == 1 and next(iter(verdicts.values())) in ("pass", "skipped")
         if not stable:
@@ -73,8 +79,9 @@ def main() -> None:
         "# Verdicts across seeds",
         "",
         f"Written by `python scripts/seed_stability.py --seeds {' '.join(map(str, args.seeds))}`"
+        + (f" --paths {' '.join(args.paths)}" if args.paths != ["circuits/"] else "")
         + (f" (pytest arguments: `{' '.join(extra)}`)" if extra else "") + ". Each cell: value [95% interval] verdict.",
-        f"{len(first.index) - len(unstable)} of {len(first.index)} claims give the same verdict, pass (or skipped), under every seed"
+        f"{len(claims) - len(unstable)} of {len(claims)} claims give the same verdict, pass (or skipped), under every seed"
         + (f"; marked **≠**: {len(unstable)} that do not." if unstable else "."),
         "",
         header,
