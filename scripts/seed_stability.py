@@ -63,16 +63,18 @@ def main() -> None:
     runs = {seed: run_seed(seed, args.out, extra, args.paths, args.rerun).set_index("claim") for seed in args.seeds}
     first = runs[args.seeds[0]]
     claims = [claim for claim in first.index if any(claim.startswith(p.rstrip("/")) for p in args.paths)]
-    rows, unstable = [], []
+    rows, unstable, partial = [], [], []
     for claim in claims:
-        verdicts = {seed: runs[seed].loc[claim, "verdict"] if claim in runs[seed].index else "missing" for seed in args.seeds}
+        verdicts = {seed: runs[seed].loc[claim, "verdict"] for seed in args.seeds if claim in runs[seed].index}
         stable = len(set(verdicts.values())) == 1 and next(iter(verdicts.values())) in ("pass", "skipped")
+        if len(verdicts) < len(args.seeds):
+            partial.append(claim)
         if not stable:
             unstable.append(claim)
         info = first.loc[claim]
         rows.append("| " + " | ".join([
             ("" if stable else "**≠** ") + claim.split("::")[-1], str(info["model"]), str(info["kind"]), threshold(info),
-            *(cell(runs[seed].loc[claim]) if claim in runs[seed].index else "missing" for seed in args.seeds),
+            *(cell(runs[seed].loc[claim]) if claim in runs[seed].index else "not run" for seed in args.seeds),
         ]) + " |")
     header = "| claim | model | kind | threshold | " + " | ".join(f"seed {s}" for s in args.seeds) + " |"
     lines = [
@@ -81,8 +83,9 @@ def main() -> None:
         f"Written by `python scripts/seed_stability.py --seeds {' '.join(map(str, args.seeds))}`"
         + (f" --paths {' '.join(args.paths)}" if args.paths != ["circuits/"] else "")
         + (f" (pytest arguments: `{' '.join(extra)}`)" if extra else "") + ". Each cell: value [95% interval] verdict.",
-        f"{len(claims) - len(unstable)} of {len(claims)} claims give the same verdict, pass (or skipped), under every seed"
-        + (f"; marked **≠**: {len(unstable)} that do not." if unstable else "."),
+        f"{len(claims) - len(unstable)} of {len(claims)} claims give the same verdict, pass (or skipped), under every seed they ran"
+        + (f"; marked **≠**: {len(unstable)} that do not." if unstable else ".")
+        + (f" {len(partial)} did not run under every seed ('not run': that seed's run did not include them, e.g. a run limited with --paths or stopped early)." if partial else ""),
         "",
         header,
         "|" + "---|" * (4 + len(args.seeds)),
