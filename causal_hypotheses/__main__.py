@@ -24,6 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     find.add_argument("--method", choices=("eap", "ig"), default="eap", help="attribution: EAP or EAP-IG (default eap)")
     find.add_argument("--steps", type=int, default=5, help="EAP-IG's interpolation steps (default 5)")
     find.add_argument("--threshold", type=float, default=0.02, help="pruning threshold, a fraction of |clean - corrupt| (default 0.02)")
+    find.add_argument("--budget", type=float, default=0.1,
+                      help="the largest |pruned - clean| all removals together may leave, a fraction of |clean - corrupt| "
+                           "(default 0.1); a negative value for no bound")
     find.add_argument("--max-nodes", type=int, default=0, help="candidate heads and MLPs by |node score|, the others read corrupt from the start; 0 for all (default)")
     find.add_argument("--max-edges", type=int, default=0, help="edges tested exactly, by |score|, the others removed untested; 0 for all (default)")
     find.add_argument("--corruption", choices=("task", "resample"), default="task",
@@ -44,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     result = discover(
         loaded.engine, task, model=args.model, task_name=args.task, out=args.out, n=args.n, seed=args.seed,
         metric=metric, method=args.method, steps=args.steps, threshold=args.threshold,
+        budget=None if args.budget < 0 else args.budget,
         max_nodes=args.max_nodes or None, max_edges=args.max_edges or None, corruption=args.corruption,
         progress=not args.quiet,
     )

@@ -12,6 +12,7 @@ from causal_hypotheses.discovery import attribute
 from causal_hypotheses.discovery.prune import EdgeSet, kept_paths, prune
 from causal_hypotheses.errors import InputError
 from causal_hypotheses.graph import ModelGraph
+from causal_hypotheses.interventions.scrubbing import hypothesis_functions
 from causal_hypotheses.metrics import loss
 from causal_hypotheses.trained import INDUCTION_HEADS, INDUCTION_KEY_READS, induction_model
 from causal_hypotheses.tasks import induction
@@ -89,6 +90,34 @@ def test_removed_nodes_are_activation_patching(setting):
     assert both != pytest.approx(removed_value(engine, clean, corrupt, set(), ["m0"]), abs=1e-4)
 
 
+def kept_paths_value(engine, clean, corrupt, paths) -> float:
+    """The kept paths read clean, every other path corrupt: the scrubbing hypothesis's path
+    matching (not EdgeSet's edge logic) on the engine."""
+    which, branch, key = hypothesis_functions([tuple(p) for p in paths], [0] * len(paths), 1)
+    return float(metric(engine.run([clean, corrupt], which, branch, key=key).logits).mean())
+
+
+def test_a_budget_bounds_the_removals_changes_together(setting):
+    """Each removal under the threshold, their sum not: without a budget the pruned graph drifts
+    past it; with one, the kept paths alone (evaluated independently) stay within it of the clean
+    value, computed by hooks on the HF model."""
+    model, engine, clean, corrupt, _ = setting
+    scores = attribute(engine, clean, corrupt, metric)
+    clean_value = hf_value(model, clean)
+    change = abs(clean_value - hf_value(model, corrupt))
+    threshold, budget = 0.1 * change, 0.1 * change
+    drifted = prune(engine, clean, corrupt, metric, threshold, scores=scores, progress=False)
+    assert abs(kept_paths_value(engine, clean, corrupt, drifted.paths) - clean_value) > 2 * budget  # the drift is real
+    bounded = prune(engine, clean, corrupt, metric, threshold, budget=budget, scores=scores, progress=False)
+    assert bounded.budget == pytest.approx(budget)
+    value = kept_paths_value(engine, clean, corrupt, bounded.paths)
+    assert value == pytest.approx(bounded.pruned, abs=1e-5)
+    assert abs(value - clean_value) <= budget + 1e-5
+    assert len(bounded.kept()) > len(drifted.kept())
+    everything = prune(engine, clean, corrupt, metric, threshold, budget=0, scores=scores, progress=False)
+    assert kept_paths_value(engine, clean, corrupt, everything.paths) == pytest.approx(clean_value, abs=1e-4)
+
+
 def test_kept_paths_run_from_the_output_to_the_embedding():
     graph = ModelGraph(2, 4)
     kept = {("a1.h0", "out"), ("a0.h3", "a1.h0.k"), ("embed", "a0.h3.v"), ("embed", "a1.h0.q"), ("a0.h1", "a1.h0.v")}
@@ -159,6 +188,8 @@ def test_bad_arguments(setting):
         prune(engine, clean, corrupt, metric, -1)
     with pytest.raises(InputError, match="'a1.h0.q' is not a head or an MLP"):
         prune(engine, clean, corrupt, metric, 0.1, nodes=["a1.h0.q"])
+    with pytest.raises(InputError, match="budget=-0.5"):
+        prune(engine, clean, corrupt, metric, 0.1, budget=-0.5)
     with pytest.raises(InputError, match="max_edges=0"):
         prune(engine, clean, corrupt, metric, 0.1, max_edges=0)
     no_edges = attribute(engine, clean, corrupt, metric, edges=False)

@@ -65,6 +65,7 @@ def discover(
     method: str = "eap",
     steps: int = 5,
     threshold: float = 0.02,
+    budget: float | None = 0.1,
     max_nodes: int | None = None,
     max_edges: int | None = None,
     corruption: str = "task",
@@ -75,7 +76,10 @@ def discover(
     ``model``, ``task_name``: the registered names the written module's claims load (``n``
     prompts, seed ``seed`` + 1, so that they check the circuit on prompts it was not found on).
     ``metric``: a built-in metric's name.  ``threshold``: the pruning threshold as a fraction of
-    |metric(clean) - metric(corrupt)|.  ``max_nodes``: candidate heads and MLPs, those with the
+    |metric(clean) - metric(corrupt)|, each removal's largest change; ``budget``: the largest
+    |pruned - clean| the removals together may leave, in the same unit (default 0.1: the pruned
+    graph keeps at least 0.9 of the change on the prompts it was found on; None: no bound, and
+    the removals' changes may add up).  ``max_nodes``: candidate heads and MLPs, those with the
     largest |node score| (None: all).  ``max_edges``: edges tested exactly, by |score| (None:
     all).  Both restrictions start the search from a graph without the rest, which may have lost
     the behaviour already (SmolLM2's IOI with 25 nodes and 150 edges kept 0.72 of a logit
@@ -99,15 +103,17 @@ def discover(
     if max_nodes is not None:
         ranked = scores.node_scores().drop("embed").abs().sort_values(ascending=False, kind="stable")
         nodes = list(ranked.index[:max_nodes])
-    absolute = threshold * abs(scores.clean - scores.corrupt)
+    change = abs(scores.clean - scores.corrupt)
+    absolute = threshold * change
     found = _timed("pruning", seconds, lambda: prune(
-        engine, task.clean, corrupt, measure, absolute, scores=scores, nodes=nodes, max_edges=max_edges,
+        engine, task.clean, corrupt, measure, absolute, budget=None if budget is None else budget * change, scores=scores, nodes=nodes, max_edges=max_edges,
         logit_positions=positions, progress=progress))
     description = (
         f"{method.upper()} attribution of every edge, then exact pruning (ACDC) of "
         f"{'all nodes' if nodes is None else f'the {len(nodes)} heads and MLPs of largest |node score|'}"
         f"{'' if max_edges is None else f' and their {max_edges} edges of largest |score|'}, threshold "
-        f"{threshold:g} x |clean - corrupt| = {absolute:.3g}, corrupting each prompt with "
+        f"{threshold:g} x |clean - corrupt| = {absolute:.3g} per removal"
+        f"{'' if budget is None else f', budget {budget:g} x |clean - corrupt| in all'}, corrupting each prompt with "
         f"{'its corrupt prompt from the task' if corruption == 'task' else 'another prompt of the batch'}"
     )
     written = write_claims(out, found, model=model, task=task_name, metric=metric, n=n, seed=seed, how=description, seconds=seconds)
