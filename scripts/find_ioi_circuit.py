@@ -213,7 +213,7 @@ def main() -> None:
     before, after = direct_effects(model, task, {}), direct_effects(model, task, replace)
     before.to_csv(os.path.join(args.out, "5-direct_effect_clean.csv"))
     after.to_csv(os.path.join(args.out, "5-direct_effect_movers_knocked_out.csv"))
-    rise = (after - before).drop(columns=[], errors="ignore")
+    rise = after - before
     for name in movers:
         layer, head = (int(x[1:]) for x in name.split("."))
         rise.loc[layer, head] = float("nan")
