@@ -36,6 +36,8 @@ OPTIONS = (
     ("seed", "SEED", "seed for every claim (overrides markers)"),
     ("report-dir", "DIR", "where the CSV and HTML reports go (default: reports/ under the rootdir)"),
     ("profile", "NAME", "dev (few examples, quick), ci (default) or thorough (more examples and draws)"),
+    ("heavy", "WHEN", "when claims marked heavy=True run: auto (default: under --claims-profile thorough only), "
+                      "run (under any profile, with the examples the claim states) or skip"),
     ("inconclusive", "WHAT", "what an inconclusive claim does: fail (default) or skip"),
     ("level-family", "METHOD", "none (default: each claim at its own level) or bonferroni (each of m claims at "
                                "1 - (1 - level) / m, so the chance of any wrong verdict stays at 1 - level)"),
@@ -83,7 +85,7 @@ def _settings(config: pytest.Config) -> Settings:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     config.addinivalue_line("markers", f"heavy: a claim marked claim(heavy=True); it runs under --claims-profile "
-                                       f"{HEAVY_PROFILE} only (-m heavy selects them)")
+                                       f"{HEAVY_PROFILE} or with --claims-heavy=run (-m heavy selects them)")
     try:
         settings = _settings(config)
     except SettingsError as error:
@@ -170,9 +172,10 @@ def claim(request: pytest.FixtureRequest) -> Claim:
         pytest.fail(f"{item.nodeid} uses the claim fixture without @pytest.mark.claim(model=..., task=..., metric=..., "
                     "at_least=...)", pytrace=False)
     session = request.config.stash[SESSION]
-    if spec.heavy and session.settings.profile.name != HEAVY_PROFILE:
-        pytest.skip(f"heavy claim: runs under --claims-profile {HEAVY_PROFILE} only (this run's profile is "
-                    f"{session.settings.profile.name!r})")
+    heavy = session.settings.heavy
+    if spec.heavy and (heavy == "skip" or (heavy == "auto" and session.settings.profile.name != HEAVY_PROFILE)):
+        pytest.skip(f"heavy claim: runs under --claims-profile {HEAVY_PROFILE} or with --claims-heavy=run (this run's "
+                    f"profile is {session.settings.profile.name!r}, --claims-heavy={heavy})")
     try:
         model = session.model(spec.model)
     except ModelUnavailable as error:

@@ -21,6 +21,7 @@ from typing import Mapping, Sequence
 
 from . import claims as _claims
 from .claims import ClaimRecord, ClaimSpec, LoadedModel, ModelUnavailable, Profile, as_record
+from .claims.spec import HEAVY_PROFILE
 from .errors import CausalHypothesesError
 
 DEVICE_PATTERN = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
@@ -29,6 +30,7 @@ INCONCLUSIVE = ("fail", "skip")
 # Holm's method would need every claim's p-value before judging any; each test's outcome is
 # decided when it runs, so the family-wise option is Bonferroni's, with m known at collection.
 LEVEL_FAMILY = ("none", "bonferroni")
+HEAVY = ("auto", "run", "skip")  # --claims-heavy: when claims marked heavy=True run
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -82,6 +84,7 @@ class Settings:
     save: str | None = None
     inconclusive: str = "fail"
     level_family: str = "none"  # "bonferroni": each claim's level adjusted for the number of claims
+    heavy: str = "auto"  # heavy claims: "auto" under the thorough profile only, "run" always, "skip" never
     # Where report_dir came from (None: the default, reports/ under the rootdir).
     report_dir_source: Source | None = None
 
@@ -153,6 +156,12 @@ class Settings:
                                 "m claims is judged at level 1 - (1 - level) / m, so the chance that any verdict is wrong "
                                 "stays at 1 - level)")
             settings["level_family"] = raw["level_family"]
+        if "heavy" in raw:
+            if raw["heavy"] not in HEAVY:
+                problems.append(f"{shown('heavy')}: expected one of {', '.join(HEAVY)} (auto: heavy claims run under "
+                                f"--claims-profile {HEAVY_PROFILE} only; run: under any profile, at its "
+                                "examples; skip: never)")
+            settings["heavy"] = raw["heavy"]
         if "inconclusive" in raw:
             if raw["inconclusive"] not in INCONCLUSIVE:
                 problems.append(f"{shown('inconclusive')}: expected one of {', '.join(INCONCLUSIVE)}")

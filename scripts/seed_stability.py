@@ -1,8 +1,9 @@
 """Check that every claim's verdict is the same under several seeds, and write the verdict table.
 
-    python scripts/seed_stability.py [--seeds 0 1 2 3 4] [--out reports/seeds] [--table circuits/findings/verdicts.md] [-- PYTEST ARGS]
+    python scripts/seed_stability.py [--seeds 0 1 2 3 4] [--out reports/seeds] [--table circuits/findings/verdicts.md] [--no-heavy] [-- PYTEST ARGS]
 
-Runs ``pytest circuits/ --claims-seed S`` once per seed (each into ``<out>/seed-S``), reads each
+Runs ``pytest circuits/ --claims-seed S --claims-heavy=run`` once per seed (heavy claims included,
+with the examples they state; ``--no-heavy`` leaves them out), each into ``<out>/seed-S``, reads each
 run's ``latest.csv`` and writes a Markdown table: one row per claim, with its model, kind and
 thresholds, and per seed the value, its interval and the verdict.  Exits 1 when a claim's verdict
 differs between seeds or is not "pass" (or "skipped" in every seed, e.g. a model without weights);
@@ -18,14 +19,15 @@ import sys
 import pandas as pd
 
 
-def run_seed(seed: int, out: str, extra: list[str], paths: list[str], rerun: bool) -> pd.DataFrame:
+def run_seed(seed: int, out: str, extra: list[str], paths: list[str], rerun: bool, heavy: bool) -> pd.DataFrame:
     folder = os.path.join(out, f"seed-{seed}")
     path = os.path.join(folder, "latest.csv")
     if os.path.exists(path) and not rerun:
         print(f"seed {seed}: reading {path} (--rerun runs it again)", flush=True)
         return pd.read_csv(path)
     command = [sys.executable, "-m", "pytest", *paths, "-q", "-p", "no:cacheprovider",
-               f"--claims-seed={seed}", f"--claims-report-dir={folder}", *extra]
+               f"--claims-seed={seed}", f"--claims-report-dir={folder}", f"--claims-heavy={'run' if heavy else 'skip'}",
+               *extra]
     print(" ".join(command), flush=True)
     subprocess.run(command, check=False)
     if not os.path.exists(path):
@@ -58,9 +60,10 @@ def main() -> None:
     parser.add_argument("--table", default="circuits/findings/verdicts.md")
     parser.add_argument("--paths", nargs="+", default=["circuits/"], help="what pytest runs (default: circuits/)")
     parser.add_argument("--rerun", action="store_true", help="run a seed again even if its report is there")
+    parser.add_argument("--no-heavy", action="store_true", help="leave out the claims marked heavy=True")
     args = parser.parse_args(argv)
 
-    runs = {seed: run_seed(seed, args.out, extra, args.paths, args.rerun).set_index("claim") for seed in args.seeds}
+    runs = {seed: run_seed(seed, args.out, extra, args.paths, args.rerun, not args.no_heavy).set_index("claim") for seed in args.seeds}
     first = runs[args.seeds[0]]
     claims = [claim for claim in first.index if any(claim.startswith(p.rstrip("/")) for p in args.paths)]
     rows, unstable, partial = [], [], []
@@ -82,6 +85,7 @@ def main() -> None:
         "",
         f"Written by `python scripts/seed_stability.py --seeds {' '.join(map(str, args.seeds))}`"
         + (f" --paths {' '.join(args.paths)}" if args.paths != ["circuits/"] else "")
+        + (" --no-heavy" if args.no_heavy else "")
         + (f" (pytest arguments: `{' '.join(extra)}`)" if extra else "") + ". Each cell: value [95% interval] verdict.",
         f"{len(claims) - len(unstable)} of {len(claims)} claims give the same verdict, pass (or skipped), under every seed they ran"
         + (f"; marked **≠**: {len(unstable)} that do not." if unstable else ".")

@@ -74,9 +74,14 @@ def test_head_input_in_a_circuit(claim):
 @pytest.mark.claim(**TINY, at_least=0.9)
 def test_every_head(claim):
     claim.faithfulness(["a0", "a1"])
+
+@pytest.mark.claim(**TINY, at_least=0.1, beats_random=0.95)
+def test_components_with_controls(claim):
+    claim.minimality(["a0.h0", "a1.h0"], components=["a1.h0"])
 """)
-    result.assert_outcomes(failed=3)
+    result.assert_outcomes(failed=4)
     messages = latest(pytester)["message"].tolist()
     assert "unknown option(s) weights" in messages[0]
     assert "name the head 'a1.h0'" in messages[1]
     assert "every component in scope" in messages[2]
+    assert "random circuits do not hold those components" in messages[3]

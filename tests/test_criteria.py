@@ -241,3 +241,39 @@ def test_a_mean_input_reused_by_another_engine_is_averaged_again(tiny_model):
     second = other.run([tokens, mean], lambda path: 1).logits
     fresh = other.run([tokens, MeanInput(tokens)], lambda path: 1).logits
     assert torch.allclose(second, fresh) and not torch.allclose(first, second)
+
+
+def test_minimality_of_some_components_equals_hook_knockouts(tiny_model, tiny_engine):
+    """``components=`` tests those components only, each in the whole circuit: the gaps of the
+    hook knockouts, and the value is the weakest of them (not of the circuit)."""
+    task = toy_task(tiny_model)
+    tested = CIRCUIT[1:3]
+    result = minimality(tiny_engine, CIRCUIT, task, "logit_diff", k=0, components=tested)
+    f_m = logit_diff(ref.logits(tiny_model, task.clean), task).double()
+    base = outside(tiny_model, CIRCUIT)
+    f_c = F(tiny_model, task, base)
+    expected = {}
+    for name in tested:
+        layer, head = int(name[1]), int(name.split(".h")[1])
+        expected[name] = abs(float((f_c - F(tiny_model, task, base + [(layer, head)])).mean() / f_m.mean()))
+    rows = {row["component"]: row for row in result.details}
+    assert set(rows) == set(tested)
+    for name, gap in expected.items():
+        assert rows[name]["gap"] == pytest.approx(gap, rel=1e-4, abs=1e-6)
+    assert result.value == pytest.approx(min(expected.values()), rel=1e-4, abs=1e-6)
+    # With random K's, each tested component gets the K's it gets in the whole test.
+    whole = {row["component"]: row for row in minimality(tiny_engine, CIRCUIT, task, "logit_diff", k=2, seed=1).details}
+    some = minimality(tiny_engine, CIRCUIT, task, "logit_diff", k=2, seed=1, components=tested).details
+    for row in some:
+        assert row["best K"] == whole[row["component"]]["best K"]
+        assert row["gap"] == pytest.approx(whole[row["component"]]["gap"], rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize("components, match", [
+    ([], "tests nothing"),
+    (["a0.h0"], "not in the circuit"),
+    ([CIRCUIT[0], CIRCUIT[0]], "more than once"),
+])
+def test_bad_components_are_errors(tiny_model, tiny_engine, components, match):
+    with pytest.raises(InputError, match=match):
+        minimality(tiny_engine, CIRCUIT, toy_task(tiny_model), "logit_diff", k=0, components=components)

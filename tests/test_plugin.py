@@ -212,9 +212,16 @@ def test_light(claim):
     result.assert_outcomes(passed=1, skipped=1)
     frame = latest(pytester).set_index("claim")
     heavy = frame.loc[[c for c in frame.index if c.endswith("test_heavy")][0]]
-    assert heavy["verdict"] == "skipped" and "--claims-profile thorough only" in heavy["message"]
+    assert heavy["verdict"] == "skipped"
+    assert "runs under --claims-profile thorough or with --claims-heavy=run" in heavy["message"]
     run(pytester, body, "--claims-profile=thorough", "--claims-n=8").assert_outcomes(passed=2)
     run(pytester, body, "--claims-profile=thorough", "--claims-n=8", "-m", "heavy").assert_outcomes(passed=1, deselected=1)
+    # --claims-heavy=run: under the default profile, with the claim's own n (not the thorough profile's scaled one).
+    run(pytester, body, "--claims-heavy=run", "-m", "heavy").assert_outcomes(passed=1, deselected=1)
+    assert latest(pytester)["n"].tolist() == [8]
+    run(pytester, body, "--claims-profile=thorough", "--claims-heavy=skip").assert_outcomes(passed=1, skipped=1)
+    wrong = run(pytester, body, "--claims-heavy=yes")
+    wrong.stderr.fnmatch_lines(["*--claims-heavy='yes': expected one of auto, run, skip*"])
     bad = run(pytester, body.replace("heavy=True", "heavy='yes'"))
     bad.stdout.fnmatch_lines(["*heavy='yes': expected True*"])
 

@@ -128,18 +128,24 @@ class Claim:
         subsets K of the circuit and any ``subsets`` given (e.g. a class of heads)."""
         return self._criterion("completeness", circuit, control, {"k": k, "subsets": subsets, **options})
 
-    def minimality(self, circuit, *, k: int = 4, control: int | None = None, **options):
+    def minimality(self, circuit, *, k: int = 4, components=None, control: int | None = None, **options):
         """Claim (``at_least``) that every component matters: each component v's best
         |F(C∖K) - F(C∖(K∪{v}))| / D over ∅ and ``k`` random subsets K of the rest; the value is the
-        weakest component's, and the report lists every component's."""
-        return self._criterion("minimality", circuit, control, {"k": k, **options})
+        weakest component's, and the report lists every component's.  ``components`` (some of the
+        circuit's) tests only those, in the whole circuit: e.g. ``at_most=0.1`` on heads added to
+        a circuit as a control, or ``at_least=0.1`` on the heads a claim says are needed."""
+        if components is not None and (control is not None or self.spec.beats_random is not None):
+            raise ClaimSpecError(f"{self.id}: claim.minimality got components= and random controls (control= or "
+                                 "beats_random=); random circuits do not hold those components, so compare the whole "
+                                 "circuit (drop components=) or drop the controls")
+        return self._criterion("minimality", circuit, control, {"k": k, "components": components, **options})
 
     def _criterion(self, kind: str, circuit, control, options: dict):
         from ..interventions import criteria
 
         self._once()
         spec = self.spec
-        unknown = sorted(set(options) - {"k", "subsets", "ablation", "reference", "normalise"})
+        unknown = sorted(set(options) - {"k", "subsets", "components", "ablation", "reference", "normalise"})
         if unknown:
             raise ClaimSpecError(f"{self.id}: claim.{kind} got unknown option(s) {', '.join(unknown)}; options are "
                                  "ablation=, reference=, normalise=" + (", k=" if kind != "faithfulness" else "")

@@ -361,17 +361,22 @@ def completeness(engine, circuit, task, metric="logit_diff", *, k: int = 10, sub
                    members, scope, normalise, reference, ablation, seed, _units(clusters, runs), unit, details, description, len(runs.values))
 
 
-def minimality(engine, circuit, task, metric="logit_diff", *, k: int = 4, ablation: str = "mean",
+def minimality(engine, circuit, task, metric="logit_diff", *, k: int = 4, components=None, ablation: str = "mean",
                reference: str = "corrupt", normalise: str = "model", level: float = 0.95,
                seed: int = 0) -> CriterionResult:
     """The smallest, over the circuit's components v, of v's best |F(C∖K) - F(C∖(K∪{v}))| / D
-    over subsets K of C∖{v} (see the module docstring)."""
+    over subsets K of C∖{v} (see the module docstring).  ``components`` (a subset of the circuit)
+    tests only those v, each exactly as in the whole test: "each of these is necessary in the
+    circuit" (or, with ``at_most``, "these can be dropped")."""
     members, scope, runs, base, denominator, effect, clusters, unit = _setup(
         engine, circuit, task, metric, ablation, reference, normalise, level, seed)
+    tested = _tested(members, components)
     if len(members) < 2 and k:
         k = 0  # no other component to put in K
     plans = {}
     for i, v in enumerate(members):
+        if v not in tested:
+            continue  # the seed of each v's subsets stays its index in the circuit: the same K's as in the whole test
         others = [m for m in members if m != v]
         candidates = _subsets(others, k, None, seed * 1_000_003 + i)
         plans[v] = [(K, runs.knocked_out(set(members) - K), runs.knocked_out(set(members) - K - {v})) for K in candidates]
@@ -394,12 +399,30 @@ def minimality(engine, circuit, task, metric="logit_diff", *, k: int = 4, ablati
     ci = (min(row["low"] for row in details), min(row["high"] for row in details))
     *_, with_v, without_v = choices[weakest["component"]]
     statistic = "minimality: smallest best |F(C∖K)-F(C∖(K∪{v}))|/" + ("F(M)" if normalise == "model" else "(F(M)-F(∅))")
-    description = (_describe(members, scope, ablation, reference, normalise)
+    tested_text = "" if len(tested) == len(members) else f"; components tested: {', '.join(tested)}"
+    description = (_describe(members, scope, ablation, reference, normalise) + tested_text
                    + f"; {tests} (v, K) pairs, intervals at {each:.4g} each (simultaneous); least necessary: "
                    f"{weakest['component']}")
     return _result("minimality", statistic, value, ci, level, runs, runs[with_v], base, runs[without_v], effect, members,
                    scope, normalise, reference, ablation, seed, _units(clusters, runs), unit, sorted(details, key=lambda row: row["gap"]), description,
                    len(runs.values))
+
+
+def _tested(members, components) -> list[str]:
+    """The components minimality tests: all of the circuit's, or the given subset of them."""
+    if components is None:
+        return list(members)
+    names = [components] if isinstance(components, str) else list(components)
+    if not names:
+        raise InputError("components=[] tests nothing; name some of the circuit's components, or leave "
+                         "components out to test every one")
+    outside = [name for name in names if name not in members]
+    if outside:
+        raise InputError(f"components {outside} are not in the circuit {members}; minimality tests components "
+                         "of the circuit: add them to the circuit, or leave them out of components")
+    if len(set(names)) < len(names):
+        raise InputError(f"components={names!r} names a component more than once")
+    return names
 
 
 # Which way a criterion's value is better: the circuit should beat random circuits in that direction.
