@@ -60,6 +60,9 @@ def test_gpt2_activations_match_hooks_and_hf_attention(gpt2):
         assert close(acts[f"m{layer}"], gpt2_ref.record(gpt2, tokens, blocks[layer].mlp))
         assert close(acts[f"resid_pre.{layer}"], gpt2_ref.record(gpt2, tokens, blocks[layer], kind="in"))
         assert close(acts[f"resid_mid.{layer}"], gpt2_ref.record(gpt2, tokens, blocks[layer].ln_2, kind="in"))
+        assert close(acts[f"a{layer}.pattern"], attentions[layer])  # every head at once, (B, H, T, T)
+    assert close(acts["resid_post.0"], gpt2_ref.record(gpt2, tokens, blocks[1], kind="in"))
+    assert close(acts["resid_post.1"], gpt2_ref.record(gpt2, tokens, gpt2.transformer.ln_f, kind="in"))
     assert close(acts["resid_final"], gpt2_ref.record(gpt2, tokens, gpt2.transformer.ln_f, kind="in"))
     assert close(acts["embed"], gpt2_ref.record(gpt2, tokens, blocks[0], kind="in"))
     # the patterns are not all alike (the comparison could not pass by accident)
@@ -84,6 +87,9 @@ def test_llama_activations_match_hooks_and_hf_attention(llama):
         assert close(acts[f"a{layer}"], llama_ref.record(llama, tokens, block.self_attn))
         assert close(acts[f"m{layer}"], llama_ref.record(llama, tokens, block.mlp))
         assert close(acts[f"resid_pre.{layer}"], llama_ref.layer_input(llama, tokens, layer))
+        assert close(acts[f"a{layer}.pattern"], attentions[layer])
+    assert close(acts["resid_post.0"], llama_ref.layer_input(llama, tokens, 1))
+    assert close(acts["resid_post.1"], llama_ref.record(llama, tokens, llama.model.norm, kind="in"))
     assert close(acts["resid_final"], llama_ref.record(llama, tokens, llama.model.norm, kind="in"))
 
 
@@ -92,10 +98,11 @@ def test_names_shapes_and_the_cache(gpt2):
     tokens = prompts(512, shape=(2, 5))
     acts = engine.activations(tokens)
     names = list(acts)
-    assert len(names) == len(acts) == 1 + 2 * (4 + 4 * 6) + 1
+    assert len(names) == len(acts) == 1 + 2 * (6 + 4 * 6) + 1  # per layer: 2 resid, 4 more names and 6 per head
     assert names[:3] == ["embed", "resid_pre.0", "a0"] and names[-1] == "resid_final"
     for name in names:
         assert tuple(acts[name].shape) == acts.shape(name), name
+    assert acts.shape("a1.pattern") == (2, 4, 5, 5) and acts.shape("resid_post.1") == (2, 5, 64)
     assert acts.shape("a1.h2.pattern") == (2, 5, 5) and acts.shape("a1.h2.q") == (2, 5, 16) and acts.shape("m0") == (2, 5, 64)
     assert "a1.h2.pattern" in acts and "a2.h0" not in acts and acts.get("nope") is None
     rows = acts["a1.h3.pattern"][0]
@@ -198,6 +205,13 @@ ARCHITECTURES = {  # model_type, overrides: every norm kind (LayerNorm, RMSNorm,
 }
 
 
+def out_hidden(model, tokens):
+    """HF's hidden states: [0] the embedding, [L + 1] the residual stream after layer L (the last
+    one after the final norm, so only the earlier ones are compared)."""
+    with torch.no_grad():
+        return model(tokens, output_hidden_states=True).hidden_states
+
+
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
 def test_patterns_and_direct_contributions_on_every_architecture(name):
     import arch_reference as arch
@@ -214,6 +228,10 @@ def test_patterns_and_direct_contributions_on_every_architecture(name):
     for layer in range(2):
         for head in range(4):
             assert close(acts[f"a{layer}.h{head}.pattern"], out.attentions[layer][:, head]), (layer, head)
+        assert close(acts[f"a{layer}.pattern"], out.attentions[layer]), layer
+    # the residual stream after a layer, parallel attention and MLP (pythia) included
+    assert close(acts["resid_post.0"], acts["resid_pre.1"]) and close(acts["resid_post.1"], acts["resid_final"])
+    assert close(acts["resid_post.0"], out_hidden(model, tokens)[1])
     if name == "mistral_window":  # the window shows: a query reads at most 3 keys
         assert int((acts["a0.h0.pattern"][0] > 0).sum(-1).max()) == 3
     table = direct_contributions(engine, tokens, torch.tensor([3, 200]), 17, position=-1)

@@ -11,8 +11,11 @@ a suffix names what is read inside a head; residual streams are named as the cap
     resid_pre.{L}      (B, T, D)   the residual stream attention layer L reads
     resid_mid.{L}      (B, T, D)   the residual stream MLP L reads (resid_pre.{L} again where
                                    attention and MLP of a layer run in parallel)
+    resid_post.{L}     (B, T, D)   the residual stream after layer L: resid_pre.{L+1}, and
+                                   resid_final after the last layer
     resid_final        (B, T, D)   the residual stream the final norm reads
     a{L}               (B, T, D)   attention layer L's output, its output bias included
+    a{L}.pattern       (B, H, T, T) every head's attention probabilities (a{L}.h{H}.pattern stacked)
     a{L}.h{H}          (B, T, D)   head H's write to the residual stream (no bias: the output
                                    bias belongs to no head); the heads of a{L} plus its bias sum to a{L}
     a{L}.h{H}.z        (B, T, dh)  head H's attention output, before the output projection
@@ -37,7 +40,7 @@ import torch
 from ..errors import InputError, UnknownComponentError
 from ..graph import CHANNELS, component
 
-_RESID = re.compile(r"^resid_(pre|mid)\.(\d+)$")
+_RESID = re.compile(r"^resid_(pre|mid|post)\.(\d+)$")
 _HEAD_PARTS = ("z", *CHANNELS, "pattern")
 
 
@@ -62,10 +65,10 @@ class CachedActivations(Mapping):
             adapter = self.adapter
             names = ["embed"]
             for layer in range(adapter.n_layers):
-                names += [f"resid_pre.{layer}", f"a{layer}"]
+                names += [f"resid_pre.{layer}", f"a{layer}", f"a{layer}.pattern"]
                 for head in range(adapter.n_heads):
                     names += [f"a{layer}.h{head}"] + [f"a{layer}.h{head}.{part}" for part in _HEAD_PARTS]
-                names += [f"resid_mid.{layer}", f"m{layer}"]
+                names += [f"resid_mid.{layer}", f"m{layer}", f"resid_post.{layer}"]
             self._names = names + ["resid_final"]
             self._known = frozenset(self._names)
         return self._names
@@ -90,7 +93,8 @@ class CachedActivations(Mapping):
         adapter = self.adapter
         return UnknownComponentError(
             f"{name!r} is not an activation name of this {adapter.n_layers}-layer, {adapter.n_heads}-head model; {hint}names are "
-            "'embed', 'resid_pre.{L}', 'resid_mid.{L}', 'resid_final', 'a{L}', 'a{L}.h{H}', 'a{L}.h{H}.z', "
+            "'embed', 'resid_pre.{L}', 'resid_mid.{L}', 'resid_post.{L}', 'resid_final', 'a{L}', 'a{L}.pattern', "
+            "'a{L}.h{H}', 'a{L}.h{H}.z', "
             f"'a{{L}}.h{{H}}.q' (.k, .v), 'a{{L}}.h{{H}}.pattern', 'm{{L}}' with L in 0..{adapter.n_layers - 1} and H in "
             f"0..{adapter.n_heads - 1} (list(acts) gives them all)"
         )
@@ -106,11 +110,18 @@ class CachedActivations(Mapping):
             return acts["resid_final"]
         match = _RESID.match(name)
         if match:
-            return acts["resid_pre" if match.group(1) == "pre" else "resid_mid"][int(match.group(2))]
+            where, layer = match.group(1), int(match.group(2))
+            if where == "post":
+                return acts["resid_final"] if layer == adapter.n_layers - 1 else acts["resid_pre"][layer + 1]
+            return acts["resid_pre" if where == "pre" else "resid_mid"][layer]
         parsed = component(name.rsplit(".", 1)[0] if name.endswith((".z", ".pattern")) else name)
         layer, head = parsed.layer, parsed.head
         if parsed.kind == "mlp":
             return acts["mlp_out"][layer]
+        if head is None and name.endswith(".pattern"):
+            qkv = acts["qkv"][layer]  # (B, T, 3, H, dh)
+            with torch.no_grad():
+                return adapter.pattern(layer, qkv[:, :, 0].transpose(1, 2), qkv[:, :, 1].transpose(1, 2))
         if head is None:
             return acts["attn_out"][layer]
         if name.endswith(".z"):
@@ -132,7 +143,7 @@ class CachedActivations(Mapping):
         B, T = self.tokens.shape
         adapter = self.adapter
         if name.endswith(".pattern"):
-            return (B, T, T)
+            return (B, T, T) if ".h" in name else (B, adapter.n_heads, T, T)
         if name.endswith((".z", ".q", ".k", ".v")):
             return (B, T, adapter.d_head)
         return (B, T, adapter.d_model)
