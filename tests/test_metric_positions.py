@@ -143,15 +143,29 @@ N, T, V = 6, 5, 7
 FULL = torch.randn(N, T, V, generator=torch.Generator().manual_seed(0))
 
 
-def deferred():
-    """A Deferred over FULL and the positions each of its runs was asked for."""
+def cut(positions, columns) -> torch.Tensor:
+    """FULL at ``positions`` and ``columns`` (None: all)."""
+    values = FULL if positions is None else FULL[:, list(positions)]
+    return (values if columns is None else values[:, :, list(columns)]).clone()
+
+
+def deferred(columns_asked: list | None = None):
+    """A Deferred over FULL and the positions each of its runs was asked for; ``columns_asked``,
+    when given, receives the columns of each run and of each later unembedding of more columns
+    (("run", columns) and ("more", columns))."""
     asked = []
+    columns_asked = [] if columns_asked is None else columns_asked
 
-    def run(positions):
+    def run(positions, columns):
         asked.append(positions)
-        return SimpleNamespace(logits=FULL if positions is None else FULL[:, list(positions)].clone())
+        columns_asked.append(("run", columns))
+        return SimpleNamespace(logits=cut(positions, columns), positions=positions)
 
-    return Deferred(run, (N, T, V), FULL.dtype, FULL.device), asked
+    def more_columns(result, columns):
+        columns_asked.append(("more", columns))
+        return cut(result.positions, columns)
+
+    return Deferred(run, more_columns, (N, T, V), FULL.dtype, FULL.device), asked
 
 
 A3 = torch.arange(3)
