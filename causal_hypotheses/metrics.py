@@ -26,9 +26,10 @@ def logit_diff(logits: torch.Tensor, task, clean_logits=None) -> torch.Tensor:
     """logit[answer] - logit[distractor] at the task's prediction position."""
     if task.answer is None or task.distractor is None:
         raise InputError(f"task {task.name!r} has no answer/distractor tokens; use the 'loss' metric")
-    last = _at(logits, task.position)
-    rows = torch.arange(last.shape[0])
-    return last[rows, task.answer] - last[rows, task.distractor]
+    position = task.position if logits.shape[1] > 1 else 0
+    rows = torch.arange(logits.shape[0])
+    # One index per read (row, position, id): lazy logits then compute those ids alone (engine/lazy.py).
+    return logits[rows, position, task.answer] - logits[rows, position, task.distractor]
 
 
 def loss(logits: torch.Tensor, task, clean_logits=None) -> torch.Tensor:
@@ -107,7 +108,7 @@ def metric_vocab(metric, task, vocab_size: int | None = None) -> tuple[list[int]
     ids = torch.unique(torch.cat([answer, distractor]))  # sorted
     if int(ids[0]) < 0 or vocab_size is not None and int(ids[-1]) >= vocab_size:
         return None, task  # not token ids: the metric indexes as it always did (and raises)
-    where = lambda t: torch.searchsorted(ids, t).to(t.dtype)  # noqa: E731
+    where = lambda t: torch.searchsorted(ids, t.contiguous()).to(t.dtype)  # noqa: E731
     return ids.tolist(), dataclasses.replace(task, answer=where(answer), distractor=where(distractor))
 
 

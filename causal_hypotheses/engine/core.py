@@ -223,7 +223,7 @@ class Engine:
         tokens = _as_token_batches(inputs, self.adapter)
         B, T = next(t for t in tokens if torch.is_tensor(t)).shape
         positions = _logit_positions(logit_positions, T)
-        vocab = _logit_vocab(logit_vocab, self.adapter.vocab_size)
+        vocab = check_logit_vocab(logit_vocab, self.adapter.vocab_size)
         planner = Planner(self.graph, len(tokens), B, T, which, branch, key, self.max_paths)
         root = planner.root(positions, vocab)
 
@@ -408,7 +408,7 @@ def _logit_positions(value, seq: int) -> tuple | None:
     return tuple(p % seq for p in positions)
 
 
-def _logit_vocab(value, vocab_size: int) -> tuple | None:
+def check_logit_vocab(value, vocab_size: int) -> tuple | None:
     """``logit_vocab`` as a tuple of token ids in 0..V-1 (None: every id); an InputError otherwise."""
     if value is None:
         return None
