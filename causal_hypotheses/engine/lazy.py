@@ -31,9 +31,6 @@ class _Made:
     def __init__(self, result, positions: Positions | None, columns: Columns | None, values: torch.Tensor) -> None:
         self.result, self.positions, self.columns, self.values = result, positions, columns, values
 
-    def has(self, positions: Positions | None, columns: Columns | None) -> bool:
-        return _within(positions, self.positions) and _within(columns, self.columns)
-
 
 def _within(wanted: tuple | None, made: tuple | None) -> bool:
     return made is None or wanted is not None and set(wanted) <= set(made)
