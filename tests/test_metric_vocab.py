@@ -301,3 +301,28 @@ def test_every_builtin_but_logit_diff_reads_whole_rows(tiny_model):
             engine, runs = spied(tiny_model)
             patch_effect(engine, task, name, kind="activation_patch", nodes=["a1.h2"])
             assert set(runs.columns) == {(V, V)}
+
+
+def test_discovery_with_logit_diffs_ids_scores_and_prunes_as_with_every_id(model):
+    """Attribution (forward and backward through two unembedding rows) and exact pruning give what
+    they give with every vocabulary id; discover() passes metric_reads' ids to both."""
+    from causal_hypotheses.discovery.attribution import attribute
+    from causal_hypotheses.discovery.prune import prune
+
+    task = task_of(model)
+    read, measured = metric_reads("logit_diff", task, model.config.vocab_size)
+    assert read["logit_vocab"] == [5, 17]
+    engine = Engine.from_hf(model)
+    fast = attribute(engine, task.clean, task.corrupt, lambda logits: logit_diff(logits, measured), **read)
+    full = attribute(engine, task.clean, task.corrupt, lambda logits: logit_diff(logits, task))
+    close(fast.nodes.values, full.nodes.values)
+    close(fast.edges.score.values, full.edges.score.values)
+    close(fast.clean, full.clean)
+    assert fast.nodes.abs().values.max() > 1e-3  # the scores are not all zero
+    engine, runs = spied(model)
+    found = prune(engine, task.clean, task.corrupt, lambda logits: logit_diff(logits, measured), 0.05, scores=full,
+                  progress=False, **read)
+    assert set(runs.columns) == {(2, 2)}
+    every = prune(Engine.from_hf(model), task.clean, task.corrupt, lambda logits: logit_diff(logits, task), 0.05,
+                  scores=full, progress=False)
+    assert found.paths == every.paths
