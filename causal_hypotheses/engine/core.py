@@ -71,9 +71,9 @@ class RunStats:
     needed_flops: int = 0  # of recomputed_flops, the entries the result reads and that may change
     logit_columns: int = 0  # vocabulary columns unembedded at each position (V unless logit_vocab; see Deferred)
 
-    def with_more_columns(self, positions: int, columns: int, flops: int) -> "RunStats":
+    def with_more_columns(self, columns: int, flops: int) -> "RunStats":
         """These counters after ``columns`` more vocabulary columns were unembedded at the run's
-        ``positions`` entries for ``flops`` (``Deferred``: a metric read columns the run lacked)."""
+        positions for ``flops`` (``Deferred``: a metric read columns the run lacked)."""
         return replace(self, logit_columns=self.logit_columns + columns, recomputed_flops=self.recomputed_flops + flops,
                        needed_flops=self.needed_flops + flops)
 
@@ -307,7 +307,7 @@ class Engine:
             with torch.no_grad():
                 logits = self.adapter.unembed(result.hidden_states, vocab)
             entries = result.hidden_states.shape[0] * result.hidden_states.shape[1]
-            result.stats = result.stats.with_more_columns(entries, logits.shape[-1], entries * self.costs.unembedding(vocab))
+            result.stats = result.stats.with_more_columns(logits.shape[-1], entries * self.costs.unembedding(vocab))
             return logits
 
         return Deferred(run, more_columns, (B, T, unembed.shape[0]), unembed.dtype, self.device)
