@@ -10,9 +10,10 @@ elsewhere would be imported otherwise; the first line names the one measured):
 
 * ``path_patch_sweep``: every head of layers 0..sender-layers-1 into the queries of two
   layer-10 heads, metric a lambda reading the logit difference at the last position; default
-  call (no ``logit_positions``) against ``logit_positions=-1``;
-* ``patch_effect``: a claim-style path patch measured with the built-in ``logit_diff``; against
-  its own runs made by hand with ``logit_positions=-1``;
+  call (no ``logit_positions``: the metric's indexing picks the last position and the answer and
+  distractor ids) against ``logit_positions=-1`` (every id at the last position);
+* ``patch_effect``: a claim-style path patch measured with the built-in ``logit_diff`` (which
+  computes its positions and ids alone); against its own runs made by hand with ``logit_positions=-1``;
 * ``scrub``: a claim-style scrub with ``logit_diff``; against its own runs made by hand with
   ``logit_positions=-1``.
 

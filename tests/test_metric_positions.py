@@ -143,15 +143,29 @@ N, T, V = 6, 5, 7
 FULL = torch.randn(N, T, V, generator=torch.Generator().manual_seed(0))
 
 
-def deferred():
-    """A Deferred over FULL and the positions each of its runs was asked for."""
+def cut(positions, columns) -> torch.Tensor:
+    """FULL at ``positions`` and ``columns`` (None: all)."""
+    values = FULL if positions is None else FULL[:, list(positions)]
+    return (values if columns is None else values[:, :, list(columns)]).clone()
+
+
+def deferred(columns_asked: list | None = None):
+    """A Deferred over FULL and the positions each of its runs was asked for; ``columns_asked``,
+    when given, receives the columns of each run and of each later unembedding of more columns
+    (("run", columns) and ("more", columns))."""
     asked = []
+    columns_asked = [] if columns_asked is None else columns_asked
 
-    def run(positions):
+    def run(positions, columns):
         asked.append(positions)
-        return SimpleNamespace(logits=FULL if positions is None else FULL[:, list(positions)].clone())
+        columns_asked.append(("run", columns))
+        return SimpleNamespace(logits=cut(positions, columns), positions=positions)
 
-    return Deferred(run, (N, T, V), FULL.dtype, FULL.device), asked
+    def more_columns(result, columns):
+        columns_asked.append(("more", columns))
+        return cut(result.positions, columns)
+
+    return Deferred(run, more_columns, (N, T, V), FULL.dtype, FULL.device), asked
 
 
 A3 = torch.arange(3)
@@ -190,6 +204,47 @@ def test_lazy_logits_index_as_torch_does_running_only_the_positions_read(index, 
     block = source.blocks(2)[1]  # rows 3..5
     torch.testing.assert_close(block[index], FULL[3:][index], rtol=0, atol=0)
     assert asked == [runs]
+
+
+COLUMN_INDICES = [  # index, (positions, columns) of the one run (None: all)
+    ((slice(None), -1, 3), ((4,), (3,))),
+    ((A3, -1, torch.tensor([1, 2, 3])), ((4,), (1, 2, 3))),
+    ((A3, torch.tensor(-1), torch.tensor([[6], [-1]])), ((4,), (6,))),
+    ((Ellipsis, 2), (None, (2,))),
+    ((slice(1, 3), 3, slice(2, 5)), ((3,), (2, 3, 4))),
+    ((slice(None), slice(None), [6, 0, 6]), (None, (0, 6))),
+    ((slice(None), -1, slice(None)), ((4,), None)),
+    ((slice(None), np.array([1, 3]), 2), (None, (2,))),  # positions this does not follow: every one
+    ((torch.tensor([0, 1]), slice(1, 4), torch.tensor([0, 1])), ((1, 2, 3), (0, 1))),
+    ((slice(None), -1, torch.tensor([V])), ((4,), None)),  # out of range: torch raises, below
+]
+
+
+@pytest.mark.parametrize("index,run", COLUMN_INDICES, ids=[str(i) for i in range(len(COLUMN_INDICES))])
+def test_lazy_logits_compute_only_the_vocabulary_ids_indexed(index, run):
+    columns = []
+    source, asked = deferred(columns)
+    block = source.blocks(2)[1]
+    if run[1] is None and isinstance(index[2], torch.Tensor):
+        with pytest.raises(IndexError):
+            block[index]
+    else:
+        torch.testing.assert_close(block[index], FULL[3:][index], rtol=0, atol=0)
+    assert list(zip(asked, [c for kind, c in columns if kind == "run"])) == [run]
+
+
+def test_lazy_logits_unembed_ids_read_later_from_the_run_made():
+    columns = []
+    source, asked = deferred(columns)
+    first, second = source.blocks(2)
+    torch.testing.assert_close(first[:, -1, 3], FULL[:3, -1, 3], rtol=0, atol=0)
+    torch.testing.assert_close(first[:, -1, [5, 3]], FULL[:3, -1, [5, 3]], rtol=0, atol=0)  # 5 from the same run
+    torch.testing.assert_close(second[A3, -1, torch.tensor([3, 5, 3])], FULL[3:][A3, -1, torch.tensor([3, 5, 3])], rtol=0, atol=0)
+    assert asked == [(4,)] and columns == [("run", (3,)), ("more", (5,))]
+    torch.testing.assert_close(second[:, -1], FULL[3:, -1], rtol=0, atol=0)  # every id: from the same run again
+    assert asked == [(4,)] and columns[-1] == ("more", None)
+    torch.testing.assert_close(first[:, 1:3, 0], FULL[:3, 1:3, 0], rtol=0, atol=0)  # other positions: a new run
+    assert asked == [(4,), (1, 2)] and columns[-1] == ("run", (0,))
 
 
 def test_lazy_logits_know_their_shape_without_running_and_compute_all_on_other_uses():

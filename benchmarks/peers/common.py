@@ -49,10 +49,12 @@ def logit_diff(logits: torch.Tensor, answer: torch.Tensor, distractor: torch.Ten
     ``logits`` is (G * B, T, V) for G patched variants of the same B examples, stacked
     variant-major; returns (G,).
     """
-    last = logits[:, -1, :].float()
     batch = answer.shape[0]
-    rows = torch.arange(last.shape[0])
-    diff = last[rows, answer.repeat(last.shape[0] // batch)] - last[rows, distractor.repeat(last.shape[0] // batch)]
+    rows = torch.arange(logits.shape[0])
+    repeats = logits.shape[0] // batch
+    # Reads only the logits it uses (each row's answer and distractor at the last position), as the
+    # README's metrics do: causal_hypotheses' sweeps then compute those alone; the values are the same.
+    diff = logits[rows, -1, answer.repeat(repeats)].float() - logits[rows, -1, distractor.repeat(repeats)].float()
     return diff.view(-1, batch).mean(dim=1)
 
 
@@ -85,11 +87,12 @@ def measure(fn, repeats: int):
     loading_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     reset = _reset_peak_rss()
     result = fn()  # warm-up
-    times = []
+    times, cpu_times = [], []
     for _ in range(repeats):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         result = fn()
         times.append(time.perf_counter() - started)
+        cpu_times.append(time.process_time() - cpu_started)
     memory = {
         # ru_maxrss: peak resident set of the whole process (model loading included), KiB on Linux.
         "peak_rss_mb": round(max(loading_peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024, 1),
@@ -98,6 +101,8 @@ def measure(fn, repeats: int):
         "experiment_peak_rss_mb": round(_status_mb("VmHWM"), 1) if reset and _status_mb("VmHWM") is not None else None,
         # Resident set just before the warm-up (model and fixture loaded).
         "rss_before_experiment_mb": round(rss_before, 1) if rss_before is not None else None,
+        # CPU seconds of this process per timed call (median): steadier than wall time on a shared machine.
+        "cpu_median_seconds": round(statistics.median(cpu_times), 4) if cpu_times else None,
     }
     return result, (statistics.median(times) if times else None), times, memory
 

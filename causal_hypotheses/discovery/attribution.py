@@ -45,6 +45,7 @@ import pandas as pd
 import torch
 
 from ..engine.architectures import adapter_for
+from ..engine.core import check_logit_vocab
 from ..errors import InputError
 from ..interventions.compile import OUT
 from ..interventions.patching import _pair
@@ -216,9 +217,10 @@ class _Scores:
             del self._pending[layer]
 
 
-def _forward_backward(adapter, embedding: torch.Tensor, metric: Callable, positions, scores: _Scores | None, edges: bool) -> float:
+def _forward_backward(adapter, embedding: torch.Tensor, metric: Callable, read: tuple, scores: _Scores | None, edges: bool) -> float:
     """One forward from ``embedding`` (B, T, D) and, with ``scores``, one backward whose hooks score
-    every node and (with ``edges``) every receiver's input.  Returns the metric's batch mean."""
+    every node and (with ``edges``) every receiver's input; the logits at ``read`` = (positions,
+    vocabulary ids), each None for all.  Returns the metric's batch mean."""
     L, H = adapter.n_layers, adapter.n_heads
     grad_needed = scores is not None
     with torch.set_grad_enabled(grad_needed):
@@ -252,7 +254,7 @@ def _forward_backward(adapter, embedding: torch.Tensor, metric: Callable, positi
         final = x.view_as(x)
         if edges and grad_needed:
             final.register_hook(partial(scores.receiver, OUT, len(scores.senders.names)))
-        _, logits = adapter.final(final, positions)
+        _, logits = adapter.final(final, *read)
         value = _mean_metric(metric, logits, grad_needed)
         if grad_needed:
             (grad,) = torch.autograd.grad(value, start)  # parameters' gradients are never computed
@@ -279,6 +281,7 @@ def attribute(
     steps: int = 5,
     edges: bool = True,
     logit_positions=None,
+    logit_vocab=None,
     progress: bool = False,
 ) -> Attribution:
     """Attribution scores of every node and (with ``edges``) every edge for patching ``clean`` with ``corrupt``.
@@ -286,7 +289,8 @@ def attribute(
     ``model``: an HF ``*ForCausalLM`` of a supported architecture, or an ``Engine`` (its model is
     used; no engine run is made).  ``clean``, ``corrupt``: token ids (B, T) of one shape.
     ``metric(logits)``: a differentiable function of the logits (B, T, V) (or (B, P, V) at
-    ``logit_positions``), one value per example or their mean; the scores estimate changes of its
+    ``logit_positions``; (B, P, K) at the K vocabulary ids ``logit_vocab``, whose unembedding alone
+    is then computed, forward and backward), one value per example or their mean; the scores estimate changes of its
     batch mean.  ``method``: "eap" (gradients at the clean input) or "ig" (EAP-IG, ``steps``
     points).  Sign and meaning: the module docstring.  ``progress``: a tqdm bar (with its ETA)
     over the forward-backward passes, on stderr.
@@ -295,6 +299,7 @@ def attribute(
     steps = _check(method, steps, metric)
     adapter = _adapter(model)
     positions = _logit_positions(logit_positions, clean.shape[1])
+    vocab = check_logit_vocab(logit_vocab, adapter.vocab_size)
     with torch.no_grad():
         clean_acts, corrupt_acts = adapter.capture(clean), adapter.capture(corrupt)
     deltas = {"embed": corrupt_acts["embed"] - clean_acts["embed"]}
@@ -308,9 +313,9 @@ def attribute(
 
     for k in tqdm(range(steps), desc=f"attribution ({method})", unit="pass", disable=not progress, file=sys.stderr):
         embedding = clean_acts["embed"] + (k / steps) * deltas["embed"]
-        value = _forward_backward(adapter, embedding, metric, positions, scores, edges)
+        value = _forward_backward(adapter, embedding, metric, (positions, vocab), scores, edges)
         clean_value = value if k == 0 else clean_value
-    corrupt_value = _forward_backward(adapter, corrupt_acts["embed"], metric, positions, None, False)
+    corrupt_value = _forward_backward(adapter, corrupt_acts["embed"], metric, (positions, vocab), None, False)
     order = ["embed"] + [n for layer in range(adapter.n_layers) for n in [f"a{layer}.h{h}" for h in range(adapter.n_heads)] + [f"m{layer}"]]
     nodes = pd.DataFrame(
         torch.stack([scores.nodes[name] for name in order]).numpy(),

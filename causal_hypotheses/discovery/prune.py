@@ -107,9 +107,9 @@ def _sender(element: str) -> str:
     return element[: element.rfind(".")] if element.count(".") == 2 else element
 
 
-def _evaluate(engine, clean, corrupt, metric, removed, logit_positions, nodes=()) -> float:
+def _evaluate(engine, clean, corrupt, metric, removed, read: dict, nodes=()) -> float:
     edges = EdgeSet(removed, nodes)
-    logits = engine.run([clean, corrupt], edges.which, edges.branch, key=edges.key, logit_positions=logit_positions).logits
+    logits = engine.run([clean, corrupt], edges.which, edges.branch, key=edges.key, **read).logits
     value = metric(logits)
     return float(torch.as_tensor(value, dtype=torch.float64).mean())
 
@@ -211,6 +211,7 @@ def prune(
     nodes=None,
     max_edges: int | None = None,
     logit_positions=None,
+    logit_vocab=None,
     progress: bool = True,
 ) -> PrunedGraph:
     """The ACDC pass over the model's edges (see the module docstring).
@@ -220,7 +221,8 @@ def prune(
     distance |pruned - clean| of the batch mean that the removals together may leave (None: no
     bound; a graph that starts outside it, through ``nodes``/``max_edges``, removes nothing more).  ``scores``: an
     :class:`Attribution` with edges (computed with EAP here when None).  ``logit_positions``:
-    as in the sweeps (the metric then reads logits (B, P, V)).  ``progress``: a tqdm bar
+    as in the sweeps (the metric then reads logits (B, P, V)); ``logit_vocab``: the vocabulary ids
+    whose logits are computed (then (B, P, K), as ``Engine.run``).  ``progress``: a tqdm bar
     (with its ETA) over the edges decided, on stderr.
 
     For large models, restrict the search: ``nodes`` (heads and MLPs; the embedding always
@@ -233,7 +235,7 @@ def prune(
     if max_edges is not None and (isinstance(max_edges, bool) or not isinstance(max_edges, numbers.Integral) or max_edges < 1):
         raise InputError(f"max_edges={max_edges!r}: expected a positive int (the edges to test, by |score|) or None for all")
     if scores is None:
-        scores = attribute(engine, clean, corrupt, metric, logit_positions=logit_positions)
+        scores = attribute(engine, clean, corrupt, metric, logit_positions=logit_positions, logit_vocab=logit_vocab)
     table = scores.edges.copy()
     decision: dict[tuple[str, str], str] = {}
     removed_nodes: set[str] = set()
@@ -257,15 +259,16 @@ def prune(
         for edge in zip(ranked.sender[max_edges:], ranked.receiver[max_edges:]):
             decision[edge] = "not tested"
             removed.add(edge)
+    read = {"logit_positions": logit_positions, "logit_vocab": logit_vocab}
     runs = 0
 
     def value(edges) -> float:
         nonlocal runs
         runs += 1
-        return _evaluate(engine, clean, corrupt, metric, edges, logit_positions, removed_nodes)
+        return _evaluate(engine, clean, corrupt, metric, edges, read, removed_nodes)
 
     clean_value, corrupt_value = (
-        float(torch.as_tensor(metric(engine.run([x], lambda path: 0, logit_positions=logit_positions).logits), dtype=torch.float64).mean())
+        float(torch.as_tensor(metric(engine.run([x], lambda path: 0, **read).logits), dtype=torch.float64).mean())
         for x in (clean, corrupt)
     )
     current = value(removed) if (removed or removed_nodes) else clean_value

@@ -16,7 +16,7 @@ from pathlib import Path as FilePath
 
 from ..errors import InputError
 from ..graph import component
-from ..metrics import get_metric, metric_positions
+from ..metrics import get_metric, metric_reads
 from .attribution import attribute
 from .prune import PrunedGraph, prune
 
@@ -38,11 +38,12 @@ class Discovery:
 
 
 def task_metric(engine, task, name: str):
-    """(metric(logits) -> per-example values, logit positions) for a built-in metric on ``task``."""
+    """(metric(logits) -> per-example values, what it reads: {"logit_positions": ..., "logit_vocab": ...})
+    for a built-in metric on ``task`` (``metrics.metric_reads``)."""
     measure = get_metric(name)
-    positions, measured = metric_positions(name, task)
-    clean_logits = engine.run([task.clean], lambda path: 0, logit_positions=positions).logits if name == "kl" else None
-    return (lambda logits: measure(logits, measured, clean_logits)), positions
+    read, measured = metric_reads(name, task, engine.adapter.vocab_size)
+    clean_logits = engine.run([task.clean], lambda path: 0, **read).logits if name == "kl" else None
+    return (lambda logits: measure(logits, measured, clean_logits)), read
 
 
 def _timed(label: str, seconds: dict, fn):
@@ -94,11 +95,11 @@ def discover(
     out = FilePath(out)
     if not out.name.startswith("test_") or out.suffix != ".py":
         raise InputError(f"out={str(out)!r}: a claims module's name starts with 'test_' and ends with '.py' so that pytest collects it, e.g. circuits/test_ioi_found.py")
-    measure, positions = task_metric(engine, task, metric)
+    measure, read = task_metric(engine, task, metric)
     corrupt = task.corrupt if corruption == "task" else task.clean.roll(1, 0)
     seconds: dict = {}
     scores = _timed("attribution", seconds, lambda: attribute(
-        engine, task.clean, corrupt, measure, method=method, steps=steps, logit_positions=positions, progress=progress))
+        engine, task.clean, corrupt, measure, method=method, steps=steps, progress=progress, **read))
     nodes = None
     if max_nodes is not None:
         ranked = scores.node_scores().drop("embed").abs().sort_values(ascending=False, kind="stable")
@@ -107,7 +108,7 @@ def discover(
     absolute = threshold * change
     found = _timed("pruning", seconds, lambda: prune(
         engine, task.clean, corrupt, measure, absolute, budget=None if budget is None else budget * change, scores=scores, nodes=nodes, max_edges=max_edges,
-        logit_positions=positions, progress=progress))
+        progress=progress, **read))
     description = (
         f"{method.upper()} attribution of every edge, then exact pruning (ACDC) of "
         f"{'all nodes' if nodes is None else f'the {len(nodes)} heads and MLPs of largest |node score|'}"

@@ -124,9 +124,13 @@ class ArchitectureAdapter(Protocol):
     def mlp_macs(self, layer: int) -> int:
         """Multiply-adds of MLP ``layer``'s matmuls per token position (for the work counters, engine/flops.py)."""
 
-    def final(self, resid: torch.Tensor, positions: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Final norm and unembedding of resid (B, T, D): hidden (B, P, D) and logits (B, P, V),
-        P the ``positions`` (indices into T) or all T."""
+    def final(self, resid: torch.Tensor, positions: tuple | None = None, vocab: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final norm and unembedding of resid (B, T, D): hidden (B, P, D) and logits (B, P, K),
+        P the ``positions`` (indices into T) or all T, K the ``vocab`` ids (columns) or all V."""
+
+    def unembed(self, hidden: torch.Tensor, vocab: tuple | None = None) -> torch.Tensor:
+        """The unembedding of hidden (..., D) (after the final norm): logits (..., V), or (..., K)
+        at the vocabulary ids ``vocab`` (K,) only."""
 
     def pattern(self, layer: int, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """Attention probabilities (the softmax ``attend`` weights v by): q, k (B, h, T, dh) -> (B, h, T, T),
@@ -311,10 +315,24 @@ class Adapter:
     def head_from_core(self, layer: int, head: int, z: torch.Tensor) -> torch.Tensor:
         return z[:, :, head] @ self.w_out(layer, head)
 
-    def final(self, resid: torch.Tensor, positions: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Final norm and unembedding: (hidden_states, logits), both only at ``positions`` if given."""
+    def final(self, resid: torch.Tensor, positions: tuple | None = None, vocab: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final norm and unembedding: (hidden_states, logits), both only at ``positions`` if given,
+        the logits only at the vocabulary ids ``vocab`` if given."""
         hidden = self.final_norm(resid if positions is None else resid[:, list(positions)])
-        return hidden, self.model.lm_head(hidden)
+        return hidden, self.unembed(hidden, vocab)
+
+    def unembed(self, hidden: torch.Tensor, vocab: tuple | None = None) -> torch.Tensor:
+        """Logits of hidden (..., D): (..., V), or (..., K) at the vocabulary ids ``vocab`` alone
+        (the unembedding's rows for those ids: K x D multiply-adds per position, not V x D)."""
+        head = self.unembedding()
+        if vocab is None:
+            return head(hidden)
+        ids = torch.tensor(vocab, dtype=torch.long, device=head.weight.device)
+        return F.linear(hidden, head.weight[ids], None if head.bias is None else head.bias[ids])
+
+    def unembedding(self) -> torch.nn.Linear:
+        """The unembedding module (V x D weight, optional bias)."""
+        return self.model.lm_head
 
     def layer_from_core(self, layer: int, z: torch.Tensor) -> torch.Tensor:
         """The whole attention layer's output, bias included: (B, T, D)."""

@@ -12,7 +12,7 @@ import numbers
 import time
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -69,6 +69,13 @@ class RunStats:
     capture_flops: int = 0  # the capturing forwards (rows_computed rows, no unembedding)
     recomputed_flops: int = 0  # everything evaluated after capture, unembedding included
     needed_flops: int = 0  # of recomputed_flops, the entries the result reads and that may change
+    logit_columns: int = 0  # vocabulary columns unembedded at each position (V unless logit_vocab; see Deferred)
+
+    def with_more_columns(self, columns: int, flops: int) -> "RunStats":
+        """These counters after ``columns`` more vocabulary columns were unembedded at the run's
+        positions for ``flops`` (``Deferred``: a metric read columns the run lacked)."""
+        return replace(self, logit_columns=self.logit_columns + columns, recomputed_flops=self.recomputed_flops + flops,
+                       needed_flops=self.needed_flops + flops)
 
     @property
     def cache_hits(self) -> int:
@@ -92,7 +99,7 @@ class RunResult:
     """What ``Engine.run`` returns: outputs, counters and the plan for drawing."""
 
     def __init__(self, logits, hidden_states, stats: RunStats, root: Node, planner: Planner, n_inputs: int):
-        self.logits = logits  # (B, T, V)
+        self.logits = logits  # (B, T, V); (B, P, K) with logit_positions and logit_vocab
         self.hidden_states = hidden_states  # (B, T, D) after the final norm; (B, P, D) with logit_positions
         self.stats = stats
         self.root = root
@@ -185,6 +192,7 @@ class Engine:
         *,
         key: Callable | None = None,
         logit_positions: int | Sequence[int] | None = None,
+        logit_vocab: int | Sequence[int] | None = None,
     ) -> RunResult:
         """Run the path-selecting forward pass.
 
@@ -197,6 +205,12 @@ class Engine:
         those positions only: ``logits`` is then (B, P, V) and ``hidden_states`` (B, P, D).
         Everything that only later positions read is skipped, which saves time and
         memory when a metric reads one position of a large batch.
+
+        ``logit_vocab`` (a token id or a list of ids in 0..V-1) computes the logits of those
+        vocabulary ids only: ``logits`` is then (B, P, K), column k the logit of ``logit_vocab[k]``,
+        and the unembedding costs K x D multiply-adds per position instead of V x D.  A metric
+        that reads a few ids (a logit difference) needs no more; one that reads whole rows (a
+        softmax, an argmax) needs every column.
         """
         started = time.perf_counter()
         for name, function, optional in (("which", which, False), ("branch", branch, True), ("key", key, True)):
@@ -209,8 +223,9 @@ class Engine:
         tokens = _as_token_batches(inputs, self.adapter)
         B, T = next(t for t in tokens if torch.is_tensor(t)).shape
         positions = _logit_positions(logit_positions, T)
+        vocab = check_logit_vocab(logit_vocab, self.adapter.vocab_size)
         planner = Planner(self.graph, len(tokens), B, T, which, branch, key, self.max_paths)
-        root = planner.root(positions)
+        root = planner.root(positions, vocab)
 
         synthetic = {i: item for i, item in enumerate(tokens) if not torch.is_tensor(item)}
         placeholder = torch.zeros(B, T, dtype=torch.long)
@@ -249,6 +264,7 @@ class Engine:
             capture_flops=self.costs.forward(rows_computed, T),
             recomputed_flops=work.flops,
             needed_flops=work.needed,
+            logit_columns=self.adapter.vocab_size if vocab is None else len(vocab),
         )
         return RunResult(logits, hidden, stats, root, planner, len(tokens))
 
@@ -273,19 +289,28 @@ class Engine:
         return read_activations(self, tokens)
 
     def deferred(self, inputs: Sequence, which: Which, branch: Branch | None = None, *, key: Callable | None = None) -> "Deferred":
-        """``run(inputs, which, branch, key=key)``, made only when its logits are read and at the
-        positions read: ``deferred(...).blocks(k)`` are k :class:`~causal_hypotheses.engine.lazy.LazyLogits`
-        of shape (B / k, T, V), see engine/lazy.py."""
+        """``run(inputs, which, branch, key=key)``, made only when its logits are read, at the
+        positions and vocabulary ids read: ``deferred(...).blocks(k)`` are k
+        :class:`~causal_hypotheses.engine.lazy.LazyLogits` of shape (B / k, T, V), see engine/lazy.py."""
         from .lazy import Deferred  # lazy.py reads core's index helpers
 
         tokens = _as_token_batches(inputs, self.adapter)
         B, T = next(t for t in tokens if torch.is_tensor(t)).shape
         unembed = self.model.get_output_embeddings().weight  # (V, D): the logits' size and dtype
 
-        def run(positions):
-            return self.run(inputs, which, branch, key=key, logit_positions=positions)
+        def run(positions, vocab):
+            return self.run(inputs, which, branch, key=key, logit_positions=positions, logit_vocab=vocab)
 
-        return Deferred(run, (B, T, unembed.shape[0]), unembed.dtype, self.device)
+        def more_columns(result: RunResult, vocab) -> torch.Tensor:
+            """The logits of ``result``'s positions at more vocabulary ids (None: all), from its
+            hidden states, counted in its stats."""
+            with torch.no_grad():
+                logits = self.adapter.unembed(result.hidden_states, vocab)
+            entries = result.hidden_states.shape[0] * result.hidden_states.shape[1]
+            result.stats = result.stats.with_more_columns(logits.shape[-1], entries * self.costs.unembedding(vocab))
+            return logits
+
+        return Deferred(run, more_columns, (B, T, unembed.shape[0]), unembed.dtype, self.device)
 
     def __call__(self, inputs: Sequence, which: Which, branch: Branch | None = None, **options):
         """``res, cache = engine(inputs, which, branch)``: ``Engine.run``'s result and the engine's
@@ -381,6 +406,35 @@ def _logit_positions(value, seq: int) -> tuple | None:
         if not -seq <= p < seq:
             raise InputError(f"logit_positions={given!r}: position {p} is outside the prompt of {seq} tokens; {allowed}")
     return tuple(p % seq for p in positions)
+
+
+def check_logit_vocab(value, vocab_size: int) -> tuple | None:
+    """``logit_vocab`` as a tuple of token ids in 0..V-1 (None: every id); an InputError otherwise."""
+    if value is None:
+        return None
+    allowed = f"pass a token id or a list of ids in 0..{vocab_size - 1}, e.g. logit_vocab=[answer_id, distractor_id]"
+    given = value  # as passed, for messages
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(value)
+    single = as_index(value)
+    if single is not None:
+        ids = (single,)
+    elif is_boolean(value) or isinstance(value, torch.Tensor) and value.dtype == torch.bool:
+        raise InputError(f"logit_vocab={given!r} is a bool or a bool mask, not token ids; {allowed}")
+    elif isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable) or getattr(value, "ndim", 1) != 1:
+        raise InputError(f"logit_vocab={given!r} is {describe(given)}, not a token id or a list of ids; {allowed}")
+    else:
+        items = list(value)
+        if not items:
+            raise InputError(f"logit_vocab={given!r} selects no token id; {allowed}, or None for every id")
+        ids = tuple(as_index(item) for item in items)
+        if None in ids:
+            bad = items[ids.index(None)]
+            raise InputError(f"logit_vocab={given!r} holds {describe(bad)}, which is not an integer token id; {allowed}")
+    for i in ids:
+        if not 0 <= i < vocab_size:
+            raise InputError(f"logit_vocab={given!r}: token id {i} is outside the vocabulary of {vocab_size} ids; {allowed}")
+    return ids
 
 
 def _reachable(root: Node) -> list[Node]:

@@ -216,8 +216,8 @@ class Evaluator:
 
     def _final(self, spec: ir.Final, node, args, need):
         n = self.B * (self.T if spec.positions is None else len(spec.positions))
-        self.work.add("unembed", n, n * self.costs.unembed)
-        return self.adapter.final(self.dense(args[0]), spec.positions)
+        self.work.add("unembed", n, n * self.costs.unembedding(spec.vocab))
+        return self.adapter.final(self.dense(args[0]), spec.positions, spec.vocab)
 
     def _delta(self, spec: ir.Delta, node, args, need) -> SparseOverride:
         """The site read by one selector minus by another, at the entries where they differ."""

@@ -11,7 +11,7 @@ Kinds (the keys of ``RunStats.rows``), each counted in token positions:
     "attention"  query positions attended, one per head
     "out"        head outputs multiplied by the output projection, one per head
     "mlp"        positions through an MLP
-    "unembed"    positions unembedded
+    "unembed"    positions unembedded (each at ``RunStats.logit_columns`` vocabulary columns)
 """
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ class Costs:
         self.n_layers, self.n_heads, self.n_kv_heads, self.d_head = adapter.n_layers, adapter.n_heads, adapter.n_kv_heads, dh
         self.vector = 2 * D * dh  # one head's q, k or v; also one head through the output projection
         self.mlp = [2 * adapter.mlp_macs(layer) for layer in range(adapter.n_layers)]
-        self.unembed = 2 * D * adapter.vocab_size
+        self.d_model, self.vocab_size = D, adapter.vocab_size
+        self.unembed = 2 * D * adapter.vocab_size  # one position, every vocabulary column
         self.windows = tuple(getattr(adapter, "_windows", ()) or ())
 
     def attention(self, layer: int, positions) -> int:
@@ -39,6 +40,10 @@ class Costs:
         if window is not None:
             keys = keys.clamp(max=window)
         return 4 * self.d_head * int(keys.sum())
+
+    def unembedding(self, vocab=None) -> int:
+        """One position unembedded at the vocabulary ids ``vocab`` (a sequence; None: all V)."""
+        return self.unembed if vocab is None else 2 * self.d_model * len(vocab)
 
     def forward(self, rows: int, seq: int) -> int:
         """One ordinary forward of ``rows`` sequences of ``seq`` tokens, up to the final residual

@@ -190,7 +190,8 @@ class Head(Spec):
 @dataclass(frozen=True)
 class Final(Spec):
     op: ClassVar[Op] = Op.FINAL
-    positions: tuple[int, ...] | None
+    positions: tuple[int, ...] | None  # the positions unembedded (None: every one)
+    vocab: tuple[int, ...] | None = None  # the vocabulary ids (logit columns) computed (None: every one)
 
     def label(self) -> str:
         return "output (final norm, unembed)"

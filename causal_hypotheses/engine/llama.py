@@ -198,9 +198,8 @@ class LlamaAdapter(Adapter):
             return down(act(up(x)))
         return down(act(gate(x)) * up(x))
 
-    def final(self, resid: torch.Tensor, positions: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        hidden = self.final_norm(resid if positions is None else resid[:, list(positions)])
-        return hidden, getattr(self.model, self.row.unembed)(hidden)
+    def unembedding(self) -> torch.nn.Linear:
+        return getattr(self.model, self.row.unembed)
 
 
 def _turn(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

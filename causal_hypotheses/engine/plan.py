@@ -222,9 +222,9 @@ class Planner:
         result = self._memo[memo_key] = build()
         return result
 
-    def root(self, logit_positions: tuple | None = None) -> Node:
+    def root(self, logit_positions: tuple | None = None, logit_vocab: tuple | None = None) -> Node:
         resid = self.residual(Path((), self.graph), "final", self.graph.n_layers)
-        return self.node(ir.Final(logit_positions), (resid,))
+        return self.node(ir.Final(logit_positions, logit_vocab), (resid,))
 
     def _writers(self, where: str, layer: int) -> list[tuple[str, str, int]]:
         names = [("embed", "embed", -1)]

@@ -52,7 +52,7 @@ import torch
 from ..engine.core import MeanInput
 from ..errors import InputError, UnknownComponentError
 from ..graph import Component, ModelGraph, component
-from ..metrics import finite, get_metric, metric_positions, whole_number
+from ..metrics import finite, get_metric, metric_reads, whole_number
 from ..stats import Interval, mean_interval, ratio_interval
 from .compile import activation_patch_functions
 
@@ -172,8 +172,8 @@ class _Knockouts:
         self.max_tokens = max_tokens
         self.values: dict[frozenset, torch.Tensor] = {}
         self.counters = [0, 0, 0]
-        self.positions, self.measured_task = metric_positions(metric, task)  # built-in metrics: unembed only those
-        clean = engine.run([task.clean], lambda path: 0, logit_positions=self.positions)
+        self.read, self.measured_task = metric_reads(metric, task, engine.adapter.vocab_size)  # built-in metrics: compute only those
+        clean = engine.run([task.clean], lambda path: 0, **self.read)
         self._count(clean)
         self.clean_logits = clean.logits.float().cpu()
         self.values[frozenset()] = self._measure(self.clean_logits, "the unablated model")
@@ -199,8 +199,7 @@ class _Knockouts:
             group = todo[start:start + per_run]
             which, branch, key = activation_patch_functions(group, batch, None, self.source)
             k = len(group)
-            result = self.engine.run([self.task.clean.repeat(k, 1), *self.inputs], which, branch, key=key,
-                                     logit_positions=self.positions)
+            result = self.engine.run([self.task.clean.repeat(k, 1), *self.inputs], which, branch, key=key, **self.read)
             self._count(result)
             logits = result.logits.float().cpu()
             for block, knocked in enumerate(group):

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from ..errors import InputError
-from ..metrics import finite, fraction_recovered, get_metric, metric_positions
+from ..metrics import finite, fraction_recovered, get_metric, metric_reads
 from ..stats import mean_interval, ratio_interval
 from .measurement import FractionOfChange
 from .patching import activation_patch, path_patch
@@ -76,17 +76,17 @@ def patch_effect(engine, task, metric, *, kind: str, direction: str = "noising",
         raise InputError(f"task {task.name!r} has identical clean and corrupt prompts: patching one into the other "
                          "cannot change anything; use a task with a corruption")
     measure = get_metric(metric)
-    read, measured_task = metric_positions(metric, task)  # a built-in metric's: unembed only those
+    read, measured_task = metric_reads(metric, task, engine.adapter.vocab_size)  # a built-in metric's: compute only those
     runs = {}
-    clean_run = engine.run([task.clean], lambda path: 0, logit_positions=read)
+    clean_run = engine.run([task.clean], lambda path: 0, **read)
     clean_logits = clean_run.logits.float().cpu()
-    base_run = clean_run if direction == "noising" else engine.run([base], lambda path: 0, logit_positions=read)
-    target_run = engine.run([source], lambda path: 0, logit_positions=read)
+    base_run = clean_run if direction == "noising" else engine.run([base], lambda path: 0, **read)
+    target_run = engine.run([source], lambda path: 0, **read)
     if kind == "activation_patch":
-        patched_logits = activation_patch(engine, base, source, nodes, positions, logit_positions=read)
+        patched_logits = activation_patch(engine, base, source, nodes, positions, **read)
         description = f"{_names(nodes)} patched{_at(positions)}"
     elif kind == "path_patch":
-        patched_logits = path_patch(engine, base, source, senders, receivers, positions, logit_positions=read)
+        patched_logits = path_patch(engine, base, source, senders, receivers, positions, **read)
         description = f"paths {_names(senders)} -> {_names(receivers)} patched{_at(positions)}"
     else:  # pragma: no cover - the claims only ask for these two
         raise InputError(f"kind={kind!r}: expected 'activation_patch' or 'path_patch'")

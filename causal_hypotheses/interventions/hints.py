@@ -78,7 +78,7 @@ import torch
 
 from ..errors import InputError, UnknownComponentError
 from ..graph import CHANNELS, Component, ModelGraph, component, within
-from ..metrics import finite, get_metric, metric_positions, whole_number
+from ..metrics import finite, get_metric, metric_reads, whole_number
 from .scrubbing import Hypothesis, draw_setups, scrub
 
 NOISE = 0.01  # an adds this small is noise at the usual n (see Scores): no finer round for it
@@ -286,7 +286,7 @@ def _scrubbed_means(engine, hypothesis, task, candidates, metric, clean_logits, 
         max_tokens = min(TOKENS_PER_RUN, LOGITS_PER_RUN // max(1, int(engine.adapter.vocab_size)))
     per_run = max(1, min(len(candidates), max_tokens // (n * seq)))
     chunks = [candidates[i : i + per_run] for i in range(0, len(candidates), per_run)]
-    positions, measured_task = metric_positions(metric, task)  # a built-in metric's: unembed only those
+    read, measured_task = metric_reads(metric, task, engine.adapter.vocab_size)  # a built-in metric's: compute only those
     totals = torch.zeros(len(candidates), dtype=torch.float64)
     started = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)  # scrub's, consumed in the same order (shared mode)
@@ -295,7 +295,7 @@ def _scrubbed_means(engine, hypothesis, task, candidates, metric, clean_logits, 
         for c, chunk in enumerate(chunks):
             trees = [functions({**hypothesis.paths, candidate: None})[:2] for candidate in chunk]
             which, branch = _batched(functions(hypothesis.paths)[:2], chunk, trees, n)
-            run = engine.run(_tiled(inputs, len(chunk)), which, branch, logit_positions=positions)
+            run = engine.run(_tiled(inputs, len(chunk)), which, branch, **read)
             logits = run.logits.float().cpu()
             for k in range(len(chunk)):
                 values = finite(measure(logits[k * n : (k + 1) * n], measured_task, clean_logits), metric,
@@ -313,8 +313,8 @@ def _clean_logits(engine, metric, task):
     your own); None otherwise."""
     if metric != "kl" and isinstance(metric, str):
         return None
-    positions = metric_positions(metric, task)[0]
-    return engine.run([task.clean], lambda path: 0, logit_positions=positions).logits.float().cpu()
+    read = metric_reads(metric, task, engine.adapter.vocab_size)[0]
+    return engine.run([task.clean], lambda path: 0, **read).logits.float().cpu()
 
 
 def _screened(engine, hypothesis, task, metric, pool: list[tuple], keep: int, examples: int, settings: dict,

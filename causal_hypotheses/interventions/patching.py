@@ -80,16 +80,19 @@ def _names(names, label: str) -> list[str]:
     return names
 
 
-def activation_patch(engine, base, source, nodes, positions=None, *, logit_positions=None) -> torch.Tensor:
+def activation_patch(engine, base, source, nodes, positions=None, *, logit_positions=None, logit_vocab=None) -> torch.Tensor:
     """Logits when ``nodes`` (heads, head inputs, layers, MLPs, embed) read ``source`` and
     everything else reads ``base``; downstream components are recomputed.  ``positions``
-    (an index, a list, or a (B, T) bool mask) limits the patch to those positions."""
+    (an index, a list, or a (B, T) bool mask) limits the patch to those positions.
+    ``logit_positions`` and ``logit_vocab``: the positions and vocabulary ids whose logits are
+    computed (``Engine.run``'s options; default every one)."""
     base, source = _pair(base, source, ("base", "source"))
     nodes = _names(nodes, "nodes")
     engine.graph.check(nodes)
     pattern = position_rows(positions, *base.shape)
     which, branch, key = activation_patch_functions([frozenset(nodes)], base.shape[0], pattern)
-    return engine.run([base, source], which, branch, key=key, logit_positions=logit_positions).logits
+    return engine.run([base, source], which, branch, key=key, logit_positions=logit_positions,
+                      logit_vocab=logit_vocab).logits
 
 
 def _check_path_patch(graph, senders, receivers) -> None:
@@ -106,20 +109,22 @@ def _check_path_patch(graph, senders, receivers) -> None:
             )
 
 
-def path_patch(engine, clean, corrupt, senders, receivers, positions=None, *, logit_positions=None) -> torch.Tensor:
+def path_patch(engine, clean, corrupt, senders, receivers, positions=None, *, logit_positions=None, logit_vocab=None) -> torch.Tensor:
     """Logits when only the direct paths from ``senders`` into ``receivers`` read ``corrupt``.
 
     Receivers are components (``a9.h9``, ``m10``), head inputs (``a9.h9.q``) or ``out``
     (the logits).  A receiver reads its clean input plus the senders' corrupt-minus-clean
     outputs; everything downstream of the receivers is recomputed; all other paths read
     ``clean``.  ``positions`` limits the senders' corrupt outputs to those positions.
+    ``logit_positions``, ``logit_vocab``: as in :func:`activation_patch`.
     """
     clean, corrupt = _pair(clean, corrupt, ("clean", "corrupt"))
     senders, receivers = _names(senders, "senders"), _names(receivers, "receivers")
     _check_path_patch(engine.graph, senders, receivers)
     pattern = position_rows(positions, *clean.shape)
     which, branch, key = path_patch_functions([frozenset(senders)], frozenset(receivers), clean.shape[0], pattern)
-    return engine.run([clean, corrupt], which, branch, key=key, logit_positions=logit_positions).logits
+    return engine.run([clean, corrupt], which, branch, key=key, logit_positions=logit_positions,
+                      logit_vocab=logit_vocab).logits
 
 
 def _per_block(metric: Callable, blocks: Sequence[torch.Tensor]) -> list[float]:

@@ -40,7 +40,7 @@ import torch
 from ..engine.core import MeanInput, ZeroInput
 from ..errors import InputError
 from ..graph import ANY_MODEL, within
-from ..metrics import finite, fraction_recovered, get_metric, metric_positions, whole_number
+from ..metrics import finite, fraction_recovered, get_metric, metric_reads, whole_number
 from ..stats import mean_interval, ratio_interval
 from .measurement import FractionOfChange
 from .treeify import Sampler, correspondence, rotations, scrub_functions
@@ -225,23 +225,23 @@ def scrub(
     if n < total:
         task = task.subset(torch.randperm(total, generator=generator)[:n].sort().values)
     measure = get_metric(metric)
-    positions, measured_task = metric_positions(metric, task)  # a built-in metric's: unembed only those
+    read, measured_task = metric_reads(metric, task, engine.adapter.vocab_size)  # a built-in metric's: compute only those
     tokens = task.clean
 
     def measured(run, clean_logits, label: str) -> torch.Tensor:
         # Metrics compare with the task's tensors, which stay on the CPU whatever the device.
         return finite(measure(run.logits.float().cpu(), measured_task, clean_logits), metric, f"the {label} run")
 
-    clean_run = engine.run([tokens], lambda path: 0, logit_positions=positions)
+    clean_run = engine.run([tokens], lambda path: 0, **read)
     clean_logits = clean_run.logits.float().cpu()
     clean_values = measured(clean_run, clean_logits, "clean")
     rows, counters = [], [0, 0, 0]
     ablated_all, scrubbed_all = [], []
     for draw, inputs, functions in draw_setups(hypothesis, task, ablation, resampling, seed, draws, generator):
         which, branch, key = functions(hypothesis.paths)
-        scrubbed_run = engine.run(inputs, which, branch, key=key, logit_positions=positions)
+        scrubbed_run = engine.run(inputs, which, branch, key=key, **read)
         which, branch, key = functions({})  # the baseline: nothing named
-        ablated_run = engine.run(inputs, which, branch, key=key, logit_positions=positions)
+        ablated_run = engine.run(inputs, which, branch, key=key, **read)
         scrubbed = measured(scrubbed_run, clean_logits, "scrubbed")
         ablated = measured(ablated_run, clean_logits, "ablated")
         for run in (scrubbed_run, ablated_run):
