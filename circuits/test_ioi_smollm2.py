@@ -256,12 +256,19 @@ def test_fifteen_random_heads_are_not_a_circuit(claim):
 ADDED = random.Random(0).sample(OUTSIDE, 3)
 
 
-@pytest.mark.claim(at_least=0.1, heavy=True)
+# Incompleteness is shown by one K with a gap: the K the random search found at seed 0 is tried
+# under every seed, beside 3 random ones (the interval stays simultaneous over all), with n=96: at
+# n=48 with random K's only, --claims-seed 1 drew none as telling (0.218 [0.082, 0.486],
+# inconclusive).  With it, n=96: seed 1 0.361 [0.254, 0.516], seed 2 0.276 [0.135, 0.438].
+FOUND_K = ["a14.h3", "a16.h0", "a17.h4", "a19.h2", "a20.h0", "a24.h4"]
+
+
+@pytest.mark.claim(n=96, at_least=0.1, heavy=True)
 def test_the_whole_circuit_is_not_complete(claim):
-    claim.completeness(CIRCUIT, k=3)
+    claim.completeness(CIRCUIT, k=3, subsets=[FOUND_K])
 
 
-@pytest.mark.claim(at_least=0.25, heavy=True)
+@pytest.mark.claim(n=96, at_least=0.25, heavy=True)
 def test_fifteen_random_heads_are_far_from_complete(claim):
     """Control: the same test on 15 random heads from outside the circuit."""
     claim.completeness(random.Random(0).sample(OUTSIDE, len(CIRCUIT)), k=3)
