@@ -3,7 +3,8 @@
     python scripts/seed_stability.py [--seeds 0 1 2 3 4] [--out reports/seeds] [--table circuits/findings/verdicts.md] [--no-heavy] [-- PYTEST ARGS]
 
 Runs ``pytest circuits/ --claims-seed S --claims-heavy=run`` once per seed (heavy claims included,
-with the examples they state; ``--no-heavy`` leaves them out), each into ``<out>/seed-S``, reads each
+with the examples they state; ``--no-heavy`` leaves them out), each into ``<out>/seed-S``
+(``--merge -- -k NAME`` reruns only the selected claims and replaces their rows there), reads each
 run's ``latest.csv`` and writes a Markdown table: one row per claim, with its model, kind and
 thresholds, and per seed the value, its interval and the verdict.  Exits 1 when a claim's verdict
 differs between seeds or is not "pass" (or "skipped" in every seed, e.g. a model without weights);
@@ -19,20 +20,34 @@ import sys
 import pandas as pd
 
 
-def run_seed(seed: int, out: str, extra: list[str], paths: list[str], rerun: bool, heavy: bool) -> pd.DataFrame:
+def run_seed(seed: int, out: str, extra: list[str], paths: list[str], rerun: bool, heavy: bool,
+             merge: bool = False) -> pd.DataFrame:
     folder = os.path.join(out, f"seed-{seed}")
     path = os.path.join(folder, "latest.csv")
-    if os.path.exists(path) and not rerun:
+    if os.path.exists(path) and not rerun and not merge:
         print(f"seed {seed}: reading {path} (--rerun runs it again)", flush=True)
         return pd.read_csv(path)
+    target = os.path.join(folder, "merge") if merge else folder
     command = [sys.executable, "-m", "pytest", *paths, "-q", "-p", "no:cacheprovider",
-               f"--claims-seed={seed}", f"--claims-report-dir={folder}", f"--claims-heavy={'run' if heavy else 'skip'}",
+               f"--claims-seed={seed}", f"--claims-report-dir={target}", f"--claims-heavy={'run' if heavy else 'skip'}",
                *extra]
     print(" ".join(command), flush=True)
     subprocess.run(command, check=False)
-    if not os.path.exists(path):
-        raise SystemExit(f"seed {seed}: pytest wrote no {path}; see its output above")
-    return pd.read_csv(path)
+    written = os.path.join(target, "latest.csv")
+    if not os.path.exists(written):
+        raise SystemExit(f"seed {seed}: pytest wrote no {written}; see its output above")
+    if not merge:
+        return pd.read_csv(path)
+    # --merge: the claims just run replace their rows in the seed's saved report (new ones are added).
+    fresh = pd.read_csv(written)
+    saved = pd.read_csv(path) if os.path.exists(path) else fresh.iloc[:0]
+    kept = saved[~saved["claim"].isin(fresh["claim"])]
+    order = {claim: i for i, claim in enumerate(saved["claim"])}
+    merged = pd.concat([kept, fresh], ignore_index=True)
+    merged = merged.sort_values("claim", key=lambda c: c.map(lambda x: order.get(x, len(order))), kind="stable")
+    merged.to_csv(path, index=False)
+    print(f"seed {seed}: {len(fresh)} claims rerun and merged into {path}", flush=True)
+    return merged
 
 
 def cell(row) -> str:
@@ -61,9 +76,12 @@ def main() -> None:
     parser.add_argument("--paths", nargs="+", default=["circuits/"], help="what pytest runs (default: circuits/)")
     parser.add_argument("--rerun", action="store_true", help="run a seed again even if its report is there")
     parser.add_argument("--no-heavy", action="store_true", help="leave out the claims marked heavy=True")
+    parser.add_argument("--merge", action="store_true",
+                        help="run only what the pytest arguments select (e.g. -- -k NAME) and replace those claims' rows "
+                             "in each seed's saved report, keeping the others")
     args = parser.parse_args(argv)
 
-    runs = {seed: run_seed(seed, args.out, extra, args.paths, args.rerun, not args.no_heavy).set_index("claim") for seed in args.seeds}
+    runs = {seed: run_seed(seed, args.out, extra, args.paths, args.rerun, not args.no_heavy, args.merge).set_index("claim") for seed in args.seeds}
     first = runs[args.seeds[0]]
     claims = [claim for claim in first.index if any(claim.startswith(p.rstrip("/")) for p in args.paths)]
     rows, unstable, partial = [], [], []
