@@ -118,6 +118,52 @@ def test_a_budget_bounds_the_removals_changes_together(setting):
     assert kept_paths_value(engine, clean, corrupt, everything.paths) == pytest.approx(clean_value, abs=1e-4)
 
 
+@pytest.mark.parametrize("seed", [1, 2])  # the first pass drifts below clean (seed 1) and above (seed 2)
+def test_the_repair_restores_the_shortest_prefix_that_meets_half_the_budget(seed):
+    """The repair puts back removed edges of the threshold-only pass, walking its removal steps by
+    measured change away from clean (largest first), each step's edges by score, and skipping an
+    edge that would carry the metric past clean by more than budget / 2, up to the first graph
+    within budget / 2 of clean.  Checked independently (the kept graph as kept paths, against the
+    HF clean value): that graph (the first pass's kept edges, the restored ones and everything
+    below a restored sender that the first pass never visited, all reading clean) is within it;
+    without its last restored edge it is outside it on the drift's side; each skipped edge
+    carried it past clean.  The second pass then only decides edges the first left unreachable."""
+    model = random_gpt2("tiny", seed=seed, std=0.1)  # std 0.3 (`setting`) is too far from additive to restore a part
+    generator = torch.Generator().manual_seed(0)
+    clean, corrupt = (torch.randint(0, 512, (3, 6), generator=generator) for _ in range(2))
+    engine = Engine.from_hf(model)
+    scores = attribute(engine, clean, corrupt, metric)
+    clean_value = hf_value(model, clean)
+    change = abs(clean_value - hf_value(model, corrupt))
+    threshold, budget = 0.1 * change, 0.1 * change
+    first = prune(engine, clean, corrupt, metric, threshold, scores=scores, progress=False)
+    bounded = prune(engine, clean, corrupt, metric, threshold, budget=budget, scores=scores, progress=False)
+    before = dict(zip(zip(first.edges.sender, first.edges.receiver), first.edges.decision))
+    after = dict(zip(zip(bounded.edges.sender, bounded.edges.receiver), bounded.edges.decision))
+    restored = {edge for edge, d in after.items() if d == "restored"}
+    assert abs(first.pruned - clean_value) > budget  # the first pass drifted
+    assert restored and all(before[edge] == "removed" for edge in restored)
+    assert len(restored) < sum(d == "removed" for d in before.values())  # a part, not the fallback
+    assert all(after[edge] == d for edge, d in before.items() if d in ("kept", "removed") and edge not in restored)
+    side = 1 if first.pruned > clean_value else -1
+    score = dict(zip(zip(first.edges.sender, first.edges.receiver), first.edges.score))
+    assert sum(len(step) for step, _ in first.steps) == sum(d == "removed" for d in before.values())
+    order = [edge for step, _ in sorted(first.steps, key=lambda s: -s[1] * side)
+             for edge in sorted(step, key=lambda e: -score[e] * side)]
+    last = max(order.index(edge) for edge in restored)
+    skipped = set(order[:last]) - restored  # each carried the metric past clean by more than budget / 2
+    clean_below = {edge for edge, d in before.items() if d in ("kept", "unreachable")}
+    value = kept_paths_value(engine, clean, corrupt, kept_paths(clean_below | restored, engine.graph))
+    assert abs(value - clean_value) <= budget / 2 + 1e-5
+    value = kept_paths_value(engine, clean, corrupt, kept_paths(clean_below | restored - {order[last]}, engine.graph))
+    assert (value - clean_value) * side > budget / 2 - 1e-5
+    for edge in skipped:
+        walked = clean_below | {e for e in order[: order.index(edge) + 1] if e not in skipped or e == edge}
+        value = kept_paths_value(engine, clean, corrupt, kept_paths(walked, engine.graph))
+        assert (clean_value - value) * side > budget / 2 - 1e-5
+    assert abs(bounded.pruned - clean_value) <= budget + 1e-5
+
+
 def test_kept_paths_run_from_the_output_to_the_embedding():
     graph = ModelGraph(2, 4)
     kept = {("a1.h0", "out"), ("a0.h3", "a1.h0.k"), ("embed", "a0.h3.v"), ("embed", "a1.h0.q"), ("a0.h1", "a1.h0.v")}
