@@ -23,7 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     find.add_argument("--metric", default=None, help="a built-in metric (default: logit_diff where the task has answers, else loss)")
     find.add_argument("--method", choices=("eap", "ig"), default="eap", help="attribution: EAP or EAP-IG (default eap)")
     find.add_argument("--steps", type=int, default=5, help="EAP-IG's interpolation steps (default 5)")
-    find.add_argument("--threshold", type=float, default=0.02, help="pruning threshold, a fraction of |clean - corrupt| (default 0.02)")
+    find.add_argument("--threshold", type=float, default=0.05, help="pruning threshold, a fraction of |clean - corrupt| (default 0.05)")
     find.add_argument("--budget", type=float, default=0.1,
                       help="the largest |pruned - clean| all removals together may leave, a fraction of |clean - corrupt| "
                            "(default 0.1); a negative value for no bound")

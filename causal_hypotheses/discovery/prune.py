@@ -11,29 +11,35 @@ moves by less than ``threshold`` from the current graph's value.
 
 ``threshold`` bounds each removal's change, not their sum: many removals, each under it, can
 add up (on SmolLM2's IOI, 0.02 of the change per edge left 0.37 of the clean logit difference).
-``budget`` bounds the sum, in two more steps after that pass.  The *repair* restores removed
-edges, those whose attribution score says their removal moved the metric furthest from clean
-first, the shortest prefix of that order that brings the metric within ``budget / 2`` of clean
-(found by an exponential then a binary search over the prefix's length: a few runs).  A
-restored edge's sender reads the clean input with everything below it that no kept edge
-decided (it had no kept output, so its inputs were never visited), so a second greedy pass
-prunes those newly reachable edges, each removal now also keeping the metric within ``budget``
-of clean.  The graph returned is then within the budget of the clean value whatever the
-threshold (unless ``nodes``/``max_edges`` start it outside: then every removed edge is restored
-and it stays as close as they allow).  Testing the budget at each removal of the first pass
-instead (the old way) spent it on the first receivers near the output and then kept nearly
-every later edge that moved the metric at all: too slow on a real model.
+``budget`` bounds the sum, by a *repair* after that pass.  It restores receivers (a head's
+query, key or value input, an MLP; a removed edge into the output puts that edge back and
+restores its sender's inputs): everything a restored receiver reads then reads clean, whatever
+the pass decided below it.  They are walked from the largest measured change away from clean
+(each removal step's change shared over its edges), each restored unless it carries the metric
+past clean by more than ``budget``, up to the first graph within ``budget`` of clean (an
+exponential then a binary search per stretch of the walk: a few runs).  The graph returned is
+then within the budget of the clean value whatever the threshold (if even every candidate
+restored is not, because ``nodes``/``max_edges`` removed more from the start, it is as close as
+that allows).  On SmolLM2's IOI the drift comes mostly from chunks of many small edges into a
+few heads (the rest of the model feeding a name mover or an S-inhibition head): restoring an
+edge at a time would bring back hundreds of heads, each with every input to prune again;
+restoring the receiver says "this input reads the whole model", which is one path.  Testing the
+budget at each removal of the pass instead (the old way) spent it on the first receivers near
+the output and then kept nearly every later edge that moved the metric at all: too slow.
 
 Exact, unlike attribution: each decision is an engine run.  Attribution only orders the
-tests: a receiver's edges are tried from the smallest |score| up, in chunks: first every edge
-whose |score| is under the threshold together, then the others one at a time; a chunk doubles
+tests: the receivers of one place in the stream (a layer's head inputs) first try every edge
+whose |score| is under the threshold together; then each receiver's edges are tried from the
+smallest |score| up, in chunks: first its edges under the threshold (if that joint chunk
+failed), then the others one at a time; a chunk doubles
 while whole chunks can be removed together (their joint change under the threshold) and halves
 when one cannot, so the many edges that do nothing cost a few runs, not one each.  (Conmy et al.
 test edges one at a time, each against the threshold; a chunk removed here changed the metric
 by less than the threshold in all, which is stricter.)
 
-The kept graph is returned as its paths from the output to the embedding (the engine's path
-grammar, :class:`causal_hypotheses.graph.Path`), and as a :class:`Hypothesis` of those paths.
+The kept graph is returned as its paths from the output to the embedding or to a restored
+receiver (the engine's path grammar, :class:`causal_hypotheses.graph.Path`), and as a
+:class:`Hypothesis` of those paths (a path's subtree below its last name reads the example).
 """
 from __future__ import annotations
 
@@ -59,57 +65,63 @@ MAX_PATHS = 20_000  # paths of a kept graph listed at most; a larger graph is an
 class EdgeSet:
     """``which``/``branch``/``key`` for the engine: paths through any edge of ``removed``, or
     through any node of ``nodes`` (all of its edges removed: it reads the corrupt input
-    wherever it is read), read input 1 (corrupt); all others input 0 (clean).
+    wherever it is read), read input 1 (corrupt); all others input 0 (clean).  Below a receiver
+    of ``restored`` (a head input ``a1.h0.q`` or an MLP ``m0``) everything reads clean: a path
+    that reaches it without a removed edge or node above reads input 0 whatever lies below.
 
     A path's edges are its consecutive elements (receiver, sender), plus (``out``, first
     element); a head in the middle of a path is named by the input it is entered by
     (``a1.h0.q``), so the receiver is that name and the sender the next element without its
-    channel.  ``branch`` splits where a removed edge or node may lie below: a layer whose heads
-    send a removed edge into the path's receiver or hold a removed node, a component that holds
-    a removed edge's receiver, and anything later in the stream than a removed edge's receiver
-    or a removed node."""
+    channel.  ``branch`` splits where a removed edge, a removed node or a restored receiver may
+    lie below: a layer whose heads send a removed edge into the path's receiver or hold a
+    removed node, a component that holds a removed edge's or a restored receiver, and anything
+    later in the stream than such a receiver or a removed node."""
 
-    def __init__(self, removed=(), nodes=()) -> None:
+    def __init__(self, removed=(), nodes=(), restored=()) -> None:
         self.removed = frozenset(removed)
         self.nodes = frozenset(nodes)
+        self.restored = frozenset(restored)
         self.by_receiver: dict[str, set[str]] = {}
         for sender, receiver in self.removed:
             self.by_receiver.setdefault(receiver, set()).add(sender)
-        inner = [r for r in self.by_receiver if r != OUT]
+        inner = [r for r in self.by_receiver if r != OUT] + list(self.restored)
         self.first = min([component(r).order for r in inner] + [component(n).order for n in self.nodes], default=None)
         self.holders = {r.rsplit(".", 1)[0] for r in inner if "." in r} | {r.split(".")[0] for r in inner} | set(inner)
         self.holders |= {n.split(".")[0] for n in self.nodes if ".h" in n}  # a layer holding a removed head
         self.layers_sending = {(s.split(".")[0], r) for s, r in self.removed if ".h" in s}
 
-    def _read_corrupt(self, path) -> bool:
+    def _status(self, path) -> str:
+        """"corrupt" (a removed edge or node on it), "clean" (a restored receiver on it first), or "open"."""
         for i, element in enumerate(path):
             sender = _sender(element)
             if sender in self.nodes:
-                return True
+                return "corrupt"
             senders = self.by_receiver.get(OUT if i == 0 else path[i - 1])
             if senders and sender in senders:
-                return True
-        return False
+                return "corrupt"
+            if element in self.restored:
+                return "clean"
+        return "open"
 
     def which(self, path) -> int:
-        return 1 if self._read_corrupt(path) else 0
+        return 1 if self._status(path) == "corrupt" else 0
 
     def branch(self, path) -> bool:
-        if not (self.removed or self.nodes) or self._read_corrupt(path):
+        if not (self.removed or self.nodes or self.restored) or self._status(path) != "open":
             return False
         last = path[-1]
         if last == "embed":
             return False
         if (last, OUT if len(path) == 1 else path[-2]) in self.layers_sending:  # some of its heads send a removed edge here
             return True
-        if last in self.holders:  # holds a removed edge's receiver (a1, a1.h0, a1.h0.q, m1) or a removed head
+        if last in self.holders:  # holds a removed edge's receiver (a1, a1.h0, a1.h0.q, m1), a restored one or a removed head
             return True
         return self.first is not None and self.first < component(last).order
 
     def key(self, path):
         """What the subtree below ``path`` depends on besides its last element."""
         receiver = OUT if len(path) == 1 else path[-2]
-        return (self._read_corrupt(path), receiver if (path[-1], receiver) in self.layers_sending else None)
+        return (self._status(path), receiver if (path[-1], receiver) in self.layers_sending else None)
 
 
 def _sender(element: str) -> str:
@@ -117,8 +129,8 @@ def _sender(element: str) -> str:
     return element[: element.rfind(".")] if element.count(".") == 2 else element
 
 
-def _evaluate(engine, clean, corrupt, metric, removed, logit_positions, nodes=()) -> float:
-    edges = EdgeSet(removed, nodes)
+def _evaluate(engine, clean, corrupt, metric, removed, logit_positions, nodes=(), restored=()) -> float:
+    edges = EdgeSet(removed, nodes, restored)
     logits = engine.run([clean, corrupt], edges.which, edges.branch, key=edges.key, logit_positions=logit_positions).logits
     value = metric(logits)
     return float(torch.as_tensor(value, dtype=torch.float64).mean())
@@ -132,12 +144,14 @@ class PrunedGraph:
     ("kept", "removed", "restored": removed, then put back by the repair (kept), "unreachable":
     its receiver no longer reaches the output, "node removed": its sender is not a candidate
     node, "not tested": outside ``max_edges``).
-    ``paths``: the kept graph's paths from the output to the embedding.  ``clean``,
-    ``corrupt``, ``pruned``: the metric on the clean input, on the corrupt one, and with every
-    edge but the kept ones reading the corrupt input.  ``runs``: engine runs made.
-    ``budget``: the largest |pruned - clean| the repair and the second pass aimed at (None: no
-    bound).  ``log``: one row per run (receiver or "restore", chunk size or prefix length, value,
-    change).  ``steps``: the removals (edges, signed change of the metric), in order.
+    ``paths``: the kept graph's paths from the output to the embedding or a restored receiver.
+    ``clean``, ``corrupt``, ``pruned``: the metric on the clean input, on the corrupt one, and
+    with every edge but the kept ones reading the corrupt input (everything below a restored
+    receiver clean).  ``runs``: engine runs made.
+    ``budget``: the largest |pruned - clean| the repair aimed at (None: no bound, no repair).
+    ``restored``: the receivers the repair restored (everything they read reads clean; the
+    paths end there).  ``log``: one row per run (receiver or "restore", chunk size or number
+    restored, value, change).  ``steps``: the pass's removals (edges, signed change), in order.
     """
 
     edges: pd.DataFrame
@@ -148,6 +162,7 @@ class PrunedGraph:
     threshold: float
     runs: int
     budget: float | None = None
+    restored: tuple[str, ...] = ()
     log: list = field(default_factory=list, repr=False)
     steps: list = field(default_factory=list, repr=False)
 
@@ -166,8 +181,10 @@ class PrunedGraph:
         return Hypothesis({tuple(path): None for path in self.paths}, name=name)
 
 
-def kept_paths(kept: set[tuple[str, str]], graph, limit: int = MAX_PATHS) -> tuple[Path, ...]:
-    """Every path from the output to the embedding whose edges are all in ``kept``."""
+def kept_paths(kept: set[tuple[str, str]], graph, limit: int = MAX_PATHS, restored=()) -> tuple[Path, ...]:
+    """Every path from the output to the embedding whose edges are all in ``kept``; a path that
+    reaches a receiver of ``restored`` ends there (everything below it reads clean)."""
+    restored = set(restored)
     into: dict[str, list[str]] = {}
     for sender, receiver in kept:
         into.setdefault(receiver, []).append(sender)
@@ -186,6 +203,9 @@ def kept_paths(kept: set[tuple[str, str]], graph, limit: int = MAX_PATHS) -> tup
             return
         inputs = [f"{sender}.{c}" for c in "qkv"] if ".h" in sender else [sender]
         for receiver in inputs:
+            if receiver in restored:
+                paths.append(Path(prefix + (receiver,), graph))
+                continue
             for below in into.get(receiver, []):
                 extend(prefix + (receiver,), below)
 
@@ -232,7 +252,7 @@ def prune(
     ``metric(logits)``: one value per example (or their mean); ``threshold``: the largest change
     of its batch mean that removing an edge (or a chunk of edges) may make.  ``budget``: the largest
     distance |pruned - clean| of the batch mean that the removals together may leave, enforced by
-    the repair and the second pass of the module docstring (None: no bound, one pass).  ``scores``: an
+    the repair of the module docstring (None: no bound, no repair).  ``scores``: an
     :class:`Attribution` with edges (computed with EAP here when None).  ``logit_positions``:
     as in the sweeps (the metric then reads logits (B, P, V)).  ``progress``: a tqdm bar
     (with its ETA) over the edges decided, on stderr.
@@ -275,19 +295,18 @@ def prune(
         float(torch.as_tensor(metric(engine.run([x], lambda path: 0, logit_positions=logit_positions).logits), dtype=torch.float64).mean())
         for x in (clean, corrupt)
     )
-    search = _Search(lambda edges: _evaluate(engine, clean, corrupt, metric, edges, logit_positions, removed_nodes),
+    search = _Search(lambda edges, restored=(): _evaluate(engine, clean, corrupt, metric, edges, logit_positions, removed_nodes, restored),
                      table, decision, removed, clean_value, clean_value, threshold, progress)
     if removed or removed_nodes:
         search.current = search.value(removed)
-    search.greedy(None, None, "prune: edges decided")
+    search.greedy()
     if budget is not None:
-        search.repair(budget / 2)
-        search.greedy("unreachable", budget, "prune what was restored: edges decided")
+        search.repair(budget)
     table["decision"] = [decision.get(edge, "unreachable") for edge in zip(table.sender, table.receiver)]
     table["kept"] = table.decision.isin(KEPT)
-    paths = kept_paths({edge for edge, d in decision.items() if d in KEPT}, engine.graph)
+    paths = kept_paths({edge for edge, d in decision.items() if d in KEPT}, engine.graph, restored=search.restored)
     return PrunedGraph(table, paths, clean_value, corrupt_value, search.current, float(threshold), search.runs,
-                       None if budget is None else float(budget), search.log, search.steps)
+                       None if budget is None else float(budget), tuple(sorted(search.restored)), search.log, search.steps)
 
 
 KEPT = ("kept", "restored")  # decisions of the edges in the returned graph
@@ -303,24 +322,24 @@ class _Search:
         self.runs, self.log, self.steps = 0, [], []
         self.grouped = {r: rows for r, rows in table.groupby("receiver")}
         self.alive = {OUT}
+        self.restored: set[str] = set()
 
-    def value(self, removed) -> float:
+    def value(self, removed, restored=()) -> float:
         self.runs += 1
-        return self.evaluate(removed)
+        return self.evaluate(removed, restored)
 
     def kept_count(self) -> int:
         return sum(d in KEPT for d in self.decision.values())
 
-    def greedy(self, open_decision, budget: float | None, desc: str) -> None:
-        """Visit receivers from the output back; decide their edges whose decision is
-        ``open_decision`` (None: undecided) when the receiver reaches the output through kept
-        edges, else call them "unreachable".  An edge (or chunk) is removed when the metric's
-        mean moves by less than the threshold and, with ``budget``, stays within it of clean."""
+    def greedy(self) -> None:
+        """Visit receivers from the output back; decide their undecided edges when the receiver
+        reaches the output through kept edges, else call them "unreachable".  An edge (or a
+        chunk) is removed when the metric's mean moves by less than the threshold."""
         def is_open(edge) -> bool:
-            return self.decision.get(edge) == open_decision
+            return edge not in self.decision
 
         total = sum(map(is_open, zip(self.table.sender, self.table.receiver)))
-        bar = _bar(total, self.progress, desc)
+        bar = _bar(total, self.progress, "prune: edges decided")
         try:
             receivers = _receivers_backward(self.table)
             for _, group in itertools.groupby(receivers, key=lambda r: float("inf") if r == OUT else component(r).order):
@@ -339,20 +358,20 @@ class _Search:
                 self.alive.update(receiver for receiver, _ in reachable)
                 if len(reachable) > 1:  # the negligible edges of every receiver here: one chunk first
                     negligible = [e for _, rows in reachable for e in zip(rows.sender, rows.receiver, rows.score.abs()) if e[2] < self.threshold]
-                    if len(negligible) > 1 and self._try([(s, r) for s, r, _ in negligible], budget, bar):
+                    if len(negligible) > 1 and self._try([(s, r) for s, r, _ in negligible], bar):
                         reachable = [(receiver, rows[rows.score.abs() >= self.threshold]) for receiver, rows in reachable]
                 for receiver, rows in reachable:
                     if not rows.empty:
-                        self._decide(rows, list(zip(rows.sender, rows.receiver)), budget, bar)
+                        self._decide(rows, list(zip(rows.sender, rows.receiver)), bar)
         finally:
             bar.close()
 
-    def _try(self, chunk, budget, bar) -> bool:
-        """Remove ``chunk`` if the metric moves by less than the threshold (and stays within ``budget``)."""
+    def _try(self, chunk, bar) -> bool:
+        """Remove ``chunk`` if the metric moves by less than the threshold."""
         trial = self.value(self.removed | set(chunk))
         change = abs(trial - self.current)
         self.log.append((chunk[0][1], len(chunk), trial, change))
-        accepted = change < self.threshold and (budget is None or abs(trial - self.clean) <= budget)
+        accepted = change < self.threshold
         if accepted:
             self.removed |= set(chunk)
             self.decision.update({edge: "removed" for edge in chunk})
@@ -361,14 +380,14 @@ class _Search:
             bar.update(len(chunk))
         return accepted
 
-    def _decide(self, rows, edges, budget, bar) -> None:
+    def _decide(self, rows, edges, bar) -> None:
         magnitude = rows.score.abs().to_numpy()
         pending = [edges[i] for i in magnitude.argsort(kind="stable")]
         negligible = int((magnitude < self.threshold).sum())  # the edges attribution calls negligible: one chunk first
         size = max(1, negligible)
         while pending:
             chunk = pending[: min(size, len(pending))]
-            if self._try(chunk, budget, bar):
+            if self._try(chunk, bar):
                 # after the negligible chunk, the edges attribution calls large one at a time
                 size = 1 if len(chunk) == negligible else len(chunk) * 2
                 negligible = -1
@@ -382,24 +401,50 @@ class _Search:
             bar.set_postfix(runs=self.runs, kept=self.kept_count(), refresh=False)
 
     def repair(self, target: float) -> None:
-        """Restore removed edges until the metric is within ``target`` of clean.
+        """Restore receivers until the metric is within ``target`` of clean.
 
-        The order: the removal steps (an edge or a chunk) by measured change away from clean,
-        largest first, each step's edges by score away from clean.  Walking it, an edge is
-        restored unless restoring it carries the metric past clean by more than ``target``; the
-        walk stops at the first set within ``target``.  Done by an exponential then a binary
-        search for the shortest prefix (of the edges not yet walked) that reaches the target or
-        crosses clean, so each round is a few runs: within it, done; past it, the prefix's last
-        edge is skipped and the walk goes on after it.  So the restored set is within ``target``
-        and without its last edge outside it on the drift's side.  If the walk ends outside,
-        every removed edge is restored."""
+        A candidate is a receiver the pass visited with edges removed (everything it reads then
+        reads clean: it joins ``restored``, its removed edges become "restored"), or a removed
+        edge into the output (it is put back and its sender's inputs are restored).  Its weight:
+        the measured changes of the removal steps that removed its edges, each step's change
+        shared equally over the step's edges.  Walking the candidates from the largest change
+        away from clean, one is restored unless it carries the metric past clean by more than
+        ``target``; the walk stops at the first graph within ``target``.  Done by an exponential
+        then a binary search for the shortest run of candidates (after the last one decided)
+        that reaches the target or crosses clean: within it, done; past it, that run's last
+        candidate is skipped and the walk goes on.  So the graph is within ``target``, and
+        without its last restored candidate outside it on the drift's side.  If the walk ends
+        outside, every candidate is restored."""
         drift = self.current - self.clean
         if abs(drift) <= target:
             return
         side = 1 if drift > 0 else -1
-        score = dict(zip(zip(self.table.sender, self.table.receiver), self.table.score))
-        order = [edge for edges, _ in sorted(self.steps, key=lambda step: -step[1] * side)
-                 for edge in sorted(edges, key=lambda e: -score[e] * side)]
+        share: dict = {}
+        for edges, change in self.steps:
+            for edge in edges:
+                share[edge] = change / len(edges)
+        weight: dict = {}
+        for (sender, receiver), change in share.items():
+            unit = (sender, OUT) if receiver == OUT else receiver
+            weight[unit] = weight.get(unit, 0.0) + change
+        order = sorted(weight, key=lambda unit: (-weight[unit] * side, str(unit)))
+
+        def undo(units) -> tuple[set, set]:
+            """(edges put back, receivers restored) by ``units``."""
+            edges, receivers = set(), set()
+            for unit in units:
+                if isinstance(unit, tuple):
+                    edges.add(unit)
+                    receivers |= {f"{unit[0]}.{c}" for c in "qkv"} if ".h" in unit[0] else ({unit[0]} if unit[0] != "embed" else set())
+                else:
+                    edges |= {edge for edge in share if edge[1] == unit}
+                    receivers.add(unit)
+            return edges, receivers
+
+        def evaluate(units) -> float:
+            edges, receivers = undo(units)
+            return self.value(self.removed - edges, self.restored | receivers)
+
         back: list = []  # restored so far
         bar = _bar(None, self.progress, "repair: engine runs")
         try:
@@ -409,7 +454,7 @@ class _Search:
 
                 def reached(k: int) -> bool:
                     if k not in values:
-                        values[k] = self.value(self.removed - set(back) - set(order[start:start + k]))
+                        values[k] = evaluate(back + order[start:start + k])
                         self.log.append(("restore", len(back) + k, values[k], abs(values[k] - self.clean)))
                         bar.update(1)
                     return (values[k] - self.clean) * side <= target
@@ -433,10 +478,13 @@ class _Search:
         finally:
             bar.close()
         if abs(value - self.clean) > target and len(back) < len(order):
-            back, value = order, self.value(self.removed - set(order))
-        self.removed -= set(back)
-        self.decision.update({edge: "restored" for edge in back})
+            back, value = order, evaluate(order)
+        edges, receivers = undo(back)
+        self.removed -= edges
+        self.restored |= receivers
+        self.decision.update({edge: "restored" for edge in edges})
         self.current = value
+        self.repaired = back
 
 
 def _bar(total: int | None, enabled: bool, desc: str):

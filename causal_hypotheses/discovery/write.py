@@ -64,7 +64,7 @@ def discover(
     metric: str = "logit_diff",
     method: str = "eap",
     steps: int = 5,
-    threshold: float = 0.02,
+    threshold: float = 0.05,
     budget: float | None = 0.1,
     max_nodes: int | None = None,
     max_edges: int | None = None,
