@@ -124,11 +124,14 @@ def discover(
     )
     written = write_claims(out, found, model=model, task=task_name, metric=metric, n=n, seed=seed, how=description, seconds=seconds,
                            check_n=check_n)
-    return Discovery(found, written, _findings_path(out), nodes or [], seconds)
+    return Discovery(found, written, _findings_path(out, len(found.edges)), nodes or [], seconds)
 
 
-def _findings_path(module: FilePath) -> FilePath:
-    return module.with_name(module.stem + "_findings.csv")
+GZIP_ROWS = 10_000  # a findings table with more edges is written gzipped (SmolLM2's 123,211: 6.8 MB as text)
+
+
+def _findings_path(module: FilePath, rows: int) -> FilePath:
+    return module.with_name(module.stem + "_findings.csv" + (".gz" if rows > GZIP_ROWS else ""))
 
 
 def _graph_heads(found: PrunedGraph) -> list[str]:
@@ -151,7 +154,7 @@ def write_claims(out, found: PrunedGraph, *, model: str, task: str, metric: str,
     heads = set(_graph_heads(found))
     outside = sorted(heads - set(components), key=lambda n: (component(n).order, n))
     control_size = min(len([c for c in outputs if ".h" in c]) or 1, len(outside))
-    findings = _findings_path(out)
+    findings = _findings_path(out, len(found.edges))
     out.parent.mkdir(parents=True, exist_ok=True)
     found.edges.to_csv(findings, index=False)
     kept = found.kept()
