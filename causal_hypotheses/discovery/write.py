@@ -2,8 +2,8 @@
 
 :func:`discover` runs the whole search on a loaded engine and task: attribution scores of every
 edge, exact pruning of the candidates (prune.py), then :func:`write_claims`.  The module it writes
-states the circuit as a :class:`Hypothesis` of its paths and as components for the circuit
-criteria, with thresholds by the rule of ``circuits/README.md`` (a circuit found on a real model
+states the circuit as a :class:`Hypothesis` of its paths and, when the repair restored no
+receiver (restored ones read the whole model), as components for faithfulness, with thresholds by the rule of ``circuits/README.md`` (a circuit found on a real model
 recovers at least 0.75; a negative control of random heads at most 0.1), checked on other prompts
 than the ones it was found on (the next seed).  ``python -m causal_hypotheses discover`` is the
 command line (``causal_hypotheses/__main__.py``).
