@@ -484,7 +484,6 @@ class _Search:
         self.restored |= receivers
         self.decision.update({edge: "restored" for edge in edges})
         self.current = value
-        self.repaired = back
 
 
 def _bar(total: int | None, enabled: bool, desc: str):
