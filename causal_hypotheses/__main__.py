@@ -20,17 +20,19 @@ def _parser() -> argparse.ArgumentParser:
     find.add_argument("--out", required=True, help="the module to write, e.g. circuits/test_ioi_found.py")
     find.add_argument("--n", type=int, default=32, help="prompts to search on (default 32)")
     find.add_argument("--seed", type=int, default=0, help="their seed; the written claims use seed + 1")
+    find.add_argument("--check-n", type=int, default=96,
+                      help="prompts the written claims run on (default 96: at 32 a claim's interval is too wide to pass a 0.75 bar; 0 for --n)")
     find.add_argument("--metric", default=None, help="a built-in metric (default: logit_diff where the task has answers, else loss)")
     find.add_argument("--method", choices=("eap", "ig"), default="eap", help="attribution: EAP or EAP-IG (default eap)")
     find.add_argument("--steps", type=int, default=5, help="EAP-IG's interpolation steps (default 5)")
     find.add_argument("--threshold", type=float, default=0.02, help="pruning threshold, a fraction of |clean - corrupt| (default 0.02)")
-    find.add_argument("--budget", type=float, default=0.1,
+    find.add_argument("--budget", type=float, default=0.05,
                       help="the largest |pruned - clean| all removals together may leave, a fraction of |clean - corrupt| "
-                           "(default 0.1); a negative value for no bound")
+                           "(default 0.05); a negative value for no bound")
     find.add_argument("--max-nodes", type=int, default=0, help="candidate heads and MLPs by |node score|, the others read corrupt from the start; 0 for all (default)")
     find.add_argument("--max-edges", type=int, default=0, help="edges tested exactly, by |score|, the others removed untested; 0 for all (default)")
-    find.add_argument("--corruption", choices=("task", "resample"), default="task",
-                      help="the task's corrupt prompts, or another prompt of the batch (default task)")
+    find.add_argument("--corruption", choices=("task", "resample"), default="resample",
+                      help="another prompt of the batch, what the written module's scrubbing resamples (default), or the task's corrupt prompts")
     find.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     task = build_task(args.task, loaded, args.n, args.seed)
     metric = args.metric or ("logit_diff" if task.answer is not None and task.distractor is not None else "loss")
     result = discover(
-        loaded.engine, task, model=args.model, task_name=args.task, out=args.out, n=args.n, seed=args.seed,
+        loaded.engine, task, model=args.model, task_name=args.task, out=args.out, n=args.n, seed=args.seed, check_n=args.check_n or None,
         metric=metric, method=args.method, steps=args.steps, threshold=args.threshold,
         budget=None if args.budget < 0 else args.budget,
         max_nodes=args.max_nodes or None, max_edges=args.max_edges or None, corruption=args.corruption,

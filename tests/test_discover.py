@@ -55,8 +55,40 @@ def test_the_written_module_passes_under_pytest(written):
         assert claim in result.stdout
 
 
+def test_a_repaired_graph_is_written_without_a_faithfulness_claim(tmp_path):
+    """Restored receivers read the whole model, so the components alone are not the stated circuit:
+    the module scrubs the paths (some ending at a restored receiver) and drops faithfulness."""
+    import torch
+
+    from causal_hypotheses import Engine, random_gpt2
+    from causal_hypotheses.discovery import attribute, prune
+    from causal_hypotheses.discovery.write import write_claims
+
+    def metric(logits):
+        return logits[:, -1, 3] - logits[:, -1, 7]
+
+    model = random_gpt2("tiny", seed=1, std=0.1)
+    generator = torch.Generator().manual_seed(0)
+    clean, corrupt = (torch.randint(0, 512, (3, 6), generator=generator) for _ in range(2))
+    engine = Engine.from_hf(model)
+    scores = attribute(engine, clean, corrupt, metric)
+    change = abs(scores.clean - scores.corrupt)
+    found = prune(engine, clean, corrupt, metric, 0.1 * change, budget=0.1 * change, scores=scores, progress=False)
+    assert found.restored
+    out = write_claims(tmp_path / "test_tiny_found.py", found, model="m", task="t", metric="logit_diff", n=3, seed=0, check_n=7)
+    text = out.read_text()
+    tree = ast.parse(text)
+    paths = next(ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign) and node.targets[0].id == "PATHS")
+    assert {path[-1] for path in paths if path[-1] != "embed"} <= set(found.restored)
+    assert any(path[-1] in found.restored for path in paths)
+    assert "faithfulness" not in "".join(ast.unparse(node) for node in tree.body if isinstance(node, ast.FunctionDef))
+    assert "n=7, seed=1" in text and "restored " + ", ".join(found.restored) in text
+
+
 def test_bad_arguments(tmp_path):
     with pytest.raises(InputError, match="starts with 'test_'"):
         discover(None, None, model="m", task_name="t", out=tmp_path / "found.py", n=8, seed=0)
     with pytest.raises(InputError, match="corruption='shuffle'"):
         discover(None, None, model="m", task_name="t", out=tmp_path / "test_x.py", n=8, seed=0, corruption="shuffle")
+    with pytest.raises(InputError, match="check_n=0"):
+        discover(None, None, model="m", task_name="t", out=tmp_path / "test_x.py", n=8, seed=0, check_n=0)

@@ -118,6 +118,83 @@ def test_a_budget_bounds_the_removals_changes_together(setting):
     assert kept_paths_value(engine, clean, corrupt, everything.paths) == pytest.approx(clean_value, abs=1e-4)
 
 
+def test_a_restored_receiver_reads_clean_whatever_lies_below(setting):
+    """Every edge into the logits but a1.h0's removed, and embed -> a1.h0.q removed too: a1.h0's
+    query then reads the corrupt embedding; with a1.h0.q restored it reads clean, so a1.h0 is
+    the clean head and the logits are the corrupt run's plus a1.h0's clean-minus-corrupt output
+    (hooks on the HF model).  The kept paths as a hypothesis (the scrubbing's path matching, the
+    restored receiver ending a path) give the same value."""
+    model, engine, clean, corrupt, edges = setting
+    removed = {(s, r) for s, r in edges if r == "out" and s != "a1.h0"} | {("embed", "a1.h0.q")}
+    d_head = ref.head_output(model, clean, 1, 0) - ref.head_output(model, corrupt, 1, 0)
+    expected = hf_value(model, corrupt, (model.transformer.ln_f, "pre", lambda _, args: (args[0] + d_head,)))
+    restored = EdgeSet(removed, restored={"a1.h0.q"})
+    got = float(metric(engine.run([clean, corrupt], restored.which, restored.branch, key=restored.key).logits).mean())
+    assert got == pytest.approx(expected, abs=1e-5)
+    assert removed_value(engine, clean, corrupt, removed) != pytest.approx(expected, abs=1e-3)  # the restore matters
+    paths = kept_paths(set(edges) - removed, engine.graph, restored={"a1.h0.q"})
+    assert ("a1.h0.q",) in paths and all(p[0] != "a1.h0.q" or len(p) == 1 for p in paths)
+    assert kept_paths_value(engine, clean, corrupt, paths) == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.parametrize("seed", [1, 2])  # the first pass drifts below clean (seed 1) and above (seed 2)
+def test_the_repair_restores_the_fewest_receivers_that_meet_the_budget(seed):
+    """The repair restores receivers the threshold-only pass removed edges from (everything they
+    read then reads clean), from the largest measured change away from clean (each removal
+    step's change shared over its edges), skipping one that would carry the metric past clean by
+    more than the budget, up to the first graph within the budget.  Checked independently: the
+    pass's graph with those receivers restored, as kept paths (the scrubbing's path matching)
+    against the HF clean value, is within the budget; without the last restored receiver it is
+    outside on the drift's side; each skipped one carried it past clean."""
+    model = random_gpt2("tiny", seed=seed, std=0.1)
+    generator = torch.Generator().manual_seed(0)
+    clean, corrupt = (torch.randint(0, 512, (3, 6), generator=generator) for _ in range(2))
+    engine = Engine.from_hf(model)
+    scores = attribute(engine, clean, corrupt, metric)
+    clean_value = hf_value(model, clean)
+    change = abs(clean_value - hf_value(model, corrupt))
+    threshold, budget = 0.1 * change, 0.1 * change
+    first = prune(engine, clean, corrupt, metric, threshold, scores=scores, progress=False)
+    bounded = prune(engine, clean, corrupt, metric, threshold, budget=budget, scores=scores, progress=False)
+    assert abs(first.pruned - clean_value) > budget  # the pass drifted
+    before = dict(zip(zip(first.edges.sender, first.edges.receiver), first.edges.decision))
+    after = dict(zip(zip(bounded.edges.sender, bounded.edges.receiver), bounded.edges.decision))
+    side = 1 if first.pruned > clean_value else -1
+    weight: dict = {}  # a candidate: a receiver, or a removed edge into the output
+    for step, step_change in first.steps:
+        for edge in step:
+            unit = edge if edge[1] == "out" else edge[1]
+            weight[unit] = weight.get(unit, 0.0) + step_change / len(step)
+    order = sorted(weight, key=lambda unit: (-weight[unit] * side, str(unit)))
+
+    def undo(units):
+        edges = {e for e, d in before.items() if d == "removed" and (e in units or e[1] in units)}
+        receivers = {u for u in units if isinstance(u, str)}
+        receivers |= {f"{u[0]}.{c}" for u in units if isinstance(u, tuple) and ".h" in u[0] for c in "qkv"}
+        receivers |= {u[0] for u in units if isinstance(u, tuple) and u[0].startswith("m")}
+        return edges, receivers
+
+    restored = [u for u in order if any(after[e] == "restored" for e in undo([u])[0])]
+    assert restored and len(restored) < len(order)  # a part of the candidates, not the fallback
+    edges, receivers = undo(restored)
+    assert {e for e, d in after.items() if d == "restored"} == edges and set(bounded.restored) == receivers
+    assert all(after[e] == d for e, d in before.items() if e not in edges)
+    last = max(order.index(u) for u in restored)
+    skipped = set(order[:last]) - set(restored)
+    kept = {e for e, d in before.items() if d == "kept"}
+
+    def value(units) -> float:
+        edges, receivers = undo(units)
+        return kept_paths_value(engine, clean, corrupt, kept_paths(kept | edges, engine.graph, restored=receivers))
+
+    assert value(restored) == pytest.approx(bounded.pruned, abs=1e-5)
+    assert abs(value(restored) - clean_value) <= budget + 1e-5
+    assert (value([u for u in restored if u != order[last]]) - clean_value) * side > budget - 1e-5
+    for unit in skipped:
+        walked = [u for u in order[: order.index(unit) + 1] if u not in skipped or u == unit]
+        assert (clean_value - value(walked)) * side > budget - 1e-5
+
+
 def test_kept_paths_run_from_the_output_to_the_embedding():
     graph = ModelGraph(2, 4)
     kept = {("a1.h0", "out"), ("a0.h3", "a1.h0.k"), ("embed", "a0.h3.v"), ("embed", "a1.h0.q"), ("a0.h1", "a1.h0.v")}
