@@ -1,7 +1,9 @@
-"""ioi in smollm2: a circuit found by `python -m causal_hypotheses discover --model smollm2 --task ioi`.
+"""ioi in smollm2: a circuit found by `python -m causal_hypotheses discover`.
+
+    python -m causal_hypotheses discover --model smollm2 --task ioi --n 32 --seed 0 --metric logit_diff --method eap --threshold 0.05 --budget 0.05 --corruption resample --check-n 96 --out circuits/test_ioi_found.py
 
 Found on 32 prompts (seed 0), metric logit_diff: EAP attribution of every edge, then exact pruning (ACDC) of all nodes, threshold 0.05 x |clean - corrupt| = 0.215 per removal, then receivers restored (reading the whole model) until within 0.05 x |clean - corrupt| of clean, corrupting each prompt with another prompt of the batch.
-2797 of 123211 edges kept (203 engine runs; attribution 10 s CPU (16 s wall), pruning 28 s CPU (34 s wall)); the heads and MLPs on
+2797 of 123211 edges kept (203 engine runs; attribution 11 s CPU (33 s wall), pruning 25 s CPU (64 s wall)); the heads and MLPs on
 their paths: a19.h2, a20.h0, a23.h0, a23.h3, a29.h1.  Measured then: clean 4.323, corrupt 0.021,
 every other edge reading the corrupt prompt 4.130 (0.95 of the change kept).
 Restored by the repair (everything they read reads the prompt itself): a16.h0.v, a17.h4.k, a17.h4.q, a19.h2.v, a20.h0.k, a20.h0.v, a23.h0.k, a23.h0.v, a23.h3.k, a23.h3.v, a29.h1.q, a29.h1.v, m0, m17.

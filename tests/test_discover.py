@@ -37,6 +37,10 @@ def test_the_written_module_names_the_circuit(written):
     assert set(values["COMPONENTS"]) == set(INDUCTION_KEY_READS) | set(INDUCTION_HEADS)
     assert set(values["OUTPUTS"]) == set(INDUCTION_HEADS)
     assert all(path[-1] == "embed" for path in values["PATHS"])
+    # the docstring gives the command that writes it again, with every option that matters
+    command = next(line.strip() for line in written.read_text().splitlines() if line.strip().startswith("python -m"))
+    assert command.startswith("python -m causal_hypotheses discover --model induction-2l --task induction --n 16 --seed 0")
+    assert "--threshold 0.005" in command and "--corruption resample" in command and command.endswith(f"--out {written.as_posix()}")
     findings = pd.read_csv(written.with_name("test_induction_found_findings.csv"))
     assert list(findings.columns) == ["sender", "receiver", "score", "decision", "kept"]
     assert findings.kept.sum() >= len(values["PATHS"]) // 2

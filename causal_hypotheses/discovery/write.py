@@ -123,8 +123,14 @@ def discover(
         f"{'' if budget is None else f', then receivers restored (reading the whole model) until within {budget:g} x |clean - corrupt| of clean'}, corrupting each prompt with "
         f"{'its corrupt prompt from the task' if corruption == 'task' else 'another prompt of the batch'}"
     )
+    options = [f"--model {model}", f"--task {task_name}", f"--n {n}", f"--seed {seed}", f"--metric {metric}",
+               f"--method {method}", *([f"--steps {steps}"] if method == "ig" else []), f"--threshold {threshold:g}",
+               f"--budget {budget:g}" if budget is not None else "--budget -1", f"--corruption {corruption}",
+               f"--check-n {check_n or 0}",
+               *([f"--max-nodes {max_nodes}"] if max_nodes else []), *([f"--max-edges {max_edges}"] if max_edges else []),
+               f"--out {out.as_posix()}"]
     written = write_claims(out, found, model=model, task=task_name, metric=metric, n=n, seed=seed, how=description, seconds=seconds,
-                           check_n=check_n)
+                           check_n=check_n, command="python -m causal_hypotheses discover " + " ".join(options))
     return Discovery(found, written, _findings_path(out, len(found.edges)), nodes or [], seconds)
 
 
@@ -140,7 +146,7 @@ def _graph_heads(found: PrunedGraph) -> list[str]:
 
 
 def write_claims(out, found: PrunedGraph, *, model: str, task: str, metric: str, n: int, seed: int, how: str = "",
-                 seconds: dict | None = None, check_n: int | None = None) -> FilePath:
+                 seconds: dict | None = None, check_n: int | None = None, command: str | None = None) -> FilePath:
     """Write ``found`` as a claims module at ``out`` and its edge table beside it; returns ``out``.
     ``n``, ``seed``: the prompts it was found on; its claims run on ``check_n`` prompts (``n``
     when None) of seed ``seed`` + 1."""
@@ -162,8 +168,9 @@ def write_claims(out, found: PrunedGraph, *, model: str, task: str, metric: str,
     recovered = (found.pruned - found.corrupt) / (found.clean - found.corrupt) if found.clean != found.corrupt else float("nan")
     timing = "" if not seconds else "; " + ", ".join(f"{k} {v['cpu_s']:.0f} s CPU ({v['wall_s']:.0f} s wall)" for k, v in seconds.items())
     lines = [
-        f'"""{task} in {model}: a circuit found by `python -m causal_hypotheses discover --model {model} --task {task}`.',
+        f'"""{task} in {model}: a circuit found by `python -m causal_hypotheses discover`.',
         "",
+        *([f"    {command}", ""] if command else []),
         f"Found on {n} prompts (seed {seed}), metric {metric}: {how}.",
         f"{len(kept)} of {len(found.edges)} edges kept ({found.runs} engine runs{timing}); the heads and MLPs on",
         f"their paths: {', '.join(components)}.  Measured then: clean {found.clean:.3f}, corrupt {found.corrupt:.3f},",
