@@ -40,3 +40,21 @@ def test_render_without_a_dot_program_writes_source_and_warns(tiny_engine, tiny_
 def test_render_with_a_dot_program_writes_svg(tiny_engine, tiny_tokens, tmp_path):
     written = render(seed_run(tiny_engine, tiny_tokens).visualise(), str(tmp_path / "plan"))
     assert written.suffix == ".svg" and "<svg" in written.read_text()
+
+
+def test_the_plan_is_laid_out_by_layer(tiny_engine, tiny_tokens):
+    """Each component's nodes sit in the row of its place in the residual stream, labelled, and
+    the rows are chained from the embedding to the last layer."""
+    import re
+
+    result = seed_run(tiny_engine, tiny_tokens)
+    source = result.visualise().source
+    assert "newrank=true" in source
+    rows = re.findall(r"subgraph rank_(\d+)_\d+ \{(.*?)\}", source, flags=re.S)
+    labels = [re.search(r'label="?([^"\]]*)', body).group(1) for _, body in rows]
+    assert "layer 1 attention" in labels
+    assert [int(order) for order, _ in rows] == sorted(int(order) for order, _ in rows)  # residual-stream order
+    # the node reading a1 from input 1 is in layer 1 attention's row
+    node = re.search(r'(\d+) \[label="a1\ninput 1', source).group(1)
+    body = next(body for (_, body), label in zip(rows, labels) if label == "layer 1 attention")
+    assert re.search(rf"^\s*{node}\s*$", body, flags=re.M)

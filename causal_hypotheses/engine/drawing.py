@@ -14,7 +14,7 @@ import sys
 import warnings
 from pathlib import Path as FilePath
 
-from .ir import Delta, Gather, Sum
+from .ir import Delta, Gather, MaskedDelta, Mix, Mlp, Sum
 
 PALETTE = ["#9ecae1", "#fdae6b", "#a1d99b", "#bcbddc", "#fc9272", "#fdd0a2", "#c7e9c0", "#dadaeb"]
 MIXED = "#d9d9d9"
@@ -27,17 +27,44 @@ def _selector_label(selector) -> tuple[str, str]:
     return f"per {selector.kind}: inputs {used}", MIXED
 
 
+def _place(node, places: dict) -> str | None:
+    """The component whose place in the residual stream a plan node is drawn at: ``embed``,
+    ``a{L}`` (attention L's inputs, heads and output, and the stream it reads) or ``m{L}``; None
+    for the final stream and the output, drawn after the last layer."""
+    if node.id in places:
+        return places[node.id]
+    spec, place = node.spec, None
+    if isinstance(spec, (Gather, Delta, MaskedDelta)):
+        site = spec.site
+        if site[0] == "embed":
+            place = "embed"
+        elif site[0] == "mlp_out":
+            place = f"m{site[1]}"
+        elif site[0] == "resid":
+            place = None if site[1] == "final" else f"{'a' if site[1] == 'attn_in' else 'm'}{site[2]}"
+        else:  # attn_out, head_out, qkv, z
+            place = f"a{site[1]}"
+    elif hasattr(spec, "layer"):
+        place = f"{'m' if isinstance(spec, Mlp) else 'a'}{spec.layer}"
+    elif isinstance(spec, (Sum, Mix)) and node.children:  # a stream (its captured part first) or a choice
+        place = _place(node.children[0], places)
+    places[node.id] = place
+    return place
+
+
 def plan_to_digraph(root, selectors: dict, n_inputs: int):
-    """A ``graphviz.Digraph``: gathers coloured by the input they read, edges toward the output."""
+    """A ``graphviz.Digraph``: gathers coloured by the input they read, edges toward the output,
+    and the nodes laid out by layer (one row per place in the residual stream, labelled)."""
     import graphviz
 
     dot = graphviz.Digraph("treeified", graph_attr={"rankdir": "BT"}, node_attr={"style": "filled", "fontname": "Helvetica"})
-    seen, stack = set(), [root]
+    seen, stack, places = set(), [root], {}
     while stack:
         node = stack.pop()
         if node.id in seen:
             continue
         seen.add(node.id)
+        _place(node, places)
         spec = node.spec
         if isinstance(spec, Gather):
             text, colour = _selector_label(selectors[spec.selector])
@@ -53,6 +80,7 @@ def plan_to_digraph(root, selectors: dict, n_inputs: int):
             label = ("+" if signs[i] > 0 else "−") if signs else ""
             dot.edge(str(child.id), str(node.id), label=label)
             stack.append(child)
+    group_by_layer(dot, [(str(i), place) for i, place in sorted(places.items()) if place is not None], per_row=12)
     legend = ", ".join(f"input {i}" for i in range(n_inputs))
     dot.attr(label=f"colours: {legend}; grey = chosen per example or position", fontsize="10")
     return dot
