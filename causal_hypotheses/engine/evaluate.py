@@ -422,20 +422,45 @@ class Evaluator:
         examples = self._changed_examples(changes, rows)
         if examples.numel() == 0:
             return self.captured((("z", layer), key))
-        qkv = self.dense(self.captured((("qkv", layer), key)), examples)
-        index, values = self._keep(resid.index, resid.values, rows[:, None].expand(self.B, self.T))
-        if index.numel():
-            local = self._local(index, examples)
-            self._count_qkv(index.numel())
-            qkv.view((-1,) + tuple(qkv.shape[2:])).index_copy_(0, local, self.adapter.qkv(layer, values[None], index % self.T)[0])
         changed = self._attended([], changes, examples, need)
         if changed.numel() == 0:
             return self.captured((("z", layer), key))
         start, stop = self._span(changed)
-        q, k, v = (qkv[:, start if i == 0 else 0 : stop, i].transpose(1, 2) for i in range(3))  # (r, H, ., dh)
-        z = self.adapter.attend_from(layer, start, q, k, v).transpose(1, 2)  # (r, stop - start, H, dh)
+        window = self.costs.windows[layer] if self.costs.windows else None
+        first = 0 if window is None else max(0, start - window + 1)  # the first key any of these queries reads
+        # The captured queries of the span and keys and values of the keys read, one per key/value
+        # head (not repeated to its query heads): what attention reads, no more.
+        q = self._span_site(("q", layer), key, examples, start, stop)  # (r, stop - start, H, dh)
+        kv = self._span_site(("kv", layer), key, examples, first, stop)  # (r, stop - first, 2, Hkv, dh)
+        index, values = self._keep(resid.index, resid.values, rows[:, None].expand(self.B, self.T))
+        position = index % self.T
+        read = (position >= first) & (position < stop)  # the recomputed entries attention reads
+        if not bool(read.all()):
+            index, values, position = index[read], values[read], position[read]
+        if index.numel():
+            self._count_qkv(index.numel())
+            qkv = self.adapter.qkv(layer, values[None], position)[0]  # (n, 3, H, dh)
+            example = self._local(index, examples) // self.T
+            queries = position >= start
+            q.view((-1,) + tuple(q.shape[2:])).index_copy_(
+                0, (example * (stop - start) + position - start)[queries], qkv[queries, 0])
+            group = self.costs.n_heads // self.costs.n_kv_heads
+            kv.view((-1,) + tuple(kv.shape[2:])).index_copy_(0, example * (stop - first) + position - first, qkv[:, 1:, ::group])
+        z = self.adapter.attend_grouped(layer, start, first, q.transpose(1, 2), kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2))
+        z = z.transpose(1, 2)  # (r, stop - start, H, dh)
         self._count_attention(layer, self.costs.n_heads, examples.numel(), changed, start, stop)
         return SparseOverride((("z", layer), key), changed, z.flatten(0, 1)[self._local_span(changed, examples, start, stop)])
+
+    def _span_site(self, site, key, examples: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """The captured ``site`` read by selector ``key`` for ``examples`` (r,) at positions
+        start..stop-1 alone: (r, stop - start, ...), a new tensor."""
+        rows, positions = self.rows_for[key]
+        span = torch.arange(start, stop, device=self.device)
+        if positions is None:
+            rows, positions = rows[examples][:, None].expand(-1, stop - start), span.expand(examples.numel(), -1)
+        else:
+            rows, positions = rows[examples][:, start:stop], positions[examples][:, start:stop]
+        return self._site(site, rows, positions)
 
     def _head(self, layer: int, head: int, channels: list[SparseOverride], need) -> SparseOverride:
         """One head from its q, k and v inputs: its write to the residual stream (B, T, D)."""
