@@ -308,8 +308,8 @@ class Evaluator:
         offset = 0
         for change in changes:
             n = change.index.numel()
-            if where is None:
-                values += change.values
+            if where is None or n == index.numel() and bool((change.index[1:] > change.index[:-1]).all()):
+                values += change.values  # at every entry of the union, in its order: a plain add
             else:
                 values.index_add_(0, where[offset : offset + n], change.values)
             offset += n
