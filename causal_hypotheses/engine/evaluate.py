@@ -16,10 +16,12 @@ position depends on) are skipped everywhere.
 
 When a change covers most entries (every head outside a circuit mean-ablated at every
 position, as Wang et al.'s criteria do), per-entry bookkeeping costs more than it saves: a
-residual stream whose changes together cover more than ``DENSE_SHARE`` of its live entries
-is summed in whole (B * T, ...) tensors, with no sorting of entries (the same additions, so
-the same numbers), and each component's change (its recomputed value minus the captured
-one) is computed once, not again for each later stream that adds it.
+residual stream whose changes together cover more than ``DENSE_SHARE`` of all its entries
+(B * T) is summed in whole (B * T, ...) tensors, with no sorting of entries (the same additions,
+so the same numbers), and each component's change (its recomputed value minus the captured
+one) is computed once, not again for each later stream that adds it.  A sparse sum starts
+from the sum of the stream below it where it can (see ``Evaluator._changes_sum``).  Both add
+the changes in float64, from zero, and then the captured stream.
 """
 from __future__ import annotations
 
@@ -62,6 +64,7 @@ class Evaluator:
         self.device = device
         self.need = {node_id: entries.to(device) for node_id, entries in need.items()}
         self.no_entries = torch.zeros(0, dtype=torch.long, device=device)
+        self._last_sum = None  # (changes, need, entries, their sum): see _changes_sum
 
     def captured(self, base) -> SparseOverride:
         """The captured ``base`` (site, selector key) with no overrides."""
@@ -291,29 +294,53 @@ class Evaluator:
         if not changes:
             return args[0]
         union = self._union(changes, need)
-        if union.numel() > DENSE_SHARE * (self.B * self.T if need is None else int(need.sum())):
-            return self._dense_sum(base, changes, union)
-        changes = [SparseOverride(None, *self._keep(c.index, c.values, need)) for c in changes]
-        changes = [c for c in changes if c.index.numel()]
-        if not changes:
+        if union.numel() == 0:  # no change where someone reads
             return args[0]
-        index = changes[0].index
-        same = bool((index[1:] > index[:-1]).all()) and all(
-            c.index.numel() == index.numel() and torch.equal(c.index, index) for c in changes[1:])
-        if not same:
-            index, where = torch.unique(torch.cat([c.index for c in changes]), return_inverse=True)
-        else:  # every change at the same entries (a dense change, as after a resampled layer): plain adds
-            where = None
-        values = self.base_at(base, index)
-        offset = 0
-        for change in changes:
-            n = change.index.numel()
-            if where is None or n == index.numel() and bool((change.index[1:] > change.index[:-1]).all()):
-                values += change.values  # at every entry of the union, in its order: a plain add
+        if union.numel() > DENSE_SHARE * self.B * self.T:  # a whole tensor is read and written: worth it when most entries change
+            return self._dense_sum(base, changes, union)
+        captured = self.base_at(base, union)
+        return SparseOverride(base, union, (captured.double() + self._changes_sum(changes, union, need)).to(captured.dtype))
+
+    def _changes_sum(self, changes: list[SparseOverride], union: torch.Tensor, need) -> torch.Tensor:
+        """The sum of ``changes`` at the entries ``union`` (sorted; every needed entry that some
+        change lists), (len(union), ...) in float64: each entry's changes added in order, from zero
+        (float64 keeps the sum from depending on how it was split; the stream is rounded once,
+        when the captured stream is added).
+
+        The residual stream of a layer sums every change upstream of it, those of the stream
+        before it and one or two more; so the last sum is kept and a sum whose first changes are
+        its changes (and that needs no entry it did not) starts from it and adds the rest: the
+        same additions in the same order (so the same numbers), not each upstream change again
+        for every later layer."""
+        last, start = self._last_sum, 0
+        if last is not None:
+            seen, seen_need, seen_union, seen_total = last
+            if (len(seen) <= len(changes) and all(a is b for a, b in zip(seen, changes))
+                    and (seen_need is None or need is not None and not bool((need & ~seen_need).any()))):
+                start = len(seen)
+        if start:
+            if seen_union.numel() == union.numel() and torch.equal(seen_union, union):
+                total = seen_total.clone()
+            else:  # the entries of the last sum that this one needs; the others start from zero
+                total = seen_total.new_zeros((union.numel(),) + tuple(seen_total.shape[1:]))
+                where = torch.searchsorted(union, seen_union).clamp(max=union.numel() - 1)
+                inside = union[where] == seen_union
+                total.index_copy_(0, where[inside], seen_total[inside])
+        else:
+            total = None
+        for change in changes[start:]:
+            index, values = self._keep(change.index, change.values, need)
+            if index.numel() == 0:
+                continue
+            values = values.double()
+            if total is None:
+                total = values.new_zeros((union.numel(),) + tuple(values.shape[1:]))
+            if index.numel() == union.numel() and bool((index[1:] > index[:-1]).all()):
+                total += values  # at every entry of the union, in its order: a plain add
             else:
-                values.index_add_(0, where[offset : offset + n], change.values)
-            offset += n
-        return SparseOverride(base, index, values)
+                total.index_add_(0, torch.searchsorted(union, index), values)
+        self._last_sum = (changes, need, union, total)
+        return total
 
     def _union(self, changes: list[SparseOverride], need) -> torch.Tensor:
         """The entries that some of ``changes`` lists and ``need`` lists (None: all), sorted."""
@@ -327,19 +354,22 @@ class Evaluator:
     def _dense_sum(self, base, changes: list[SparseOverride], union: torch.Tensor) -> SparseOverride:
         """The captured ``base`` plus ``changes`` (each at distinct entries), the entries of
         ``union`` (the live ones that change) overridden, accumulated in a whole (B * T, ...)
-        tensor: each change added in place at all its entries, live or not (the additions of
-        the sparse sum, in the same order, so the same numbers), with no copies of the live
+        tensor: each change added in place at all its entries, live or not, from zero, then the
+        captured base (the additions of the sparse sum, in the same order, so the same numbers;
+        see _changes_sum), with no copies of the live
         ones, no sorting and no inverse index of entries.  Taken when the changes
-        cover more than ``DENSE_SHARE`` of the live entries; below that, reading and writing
-        the whole tensor costs more than the sparse sum saves."""
+        cover more than ``DENSE_SHARE`` of all B * T entries; below that, reading and writing
+        the whole tensor costs more than the sparse sum saves (which also starts from the
+        stream below, where it can)."""
         whole = self.B * self.T
-        values = self.dense(self.captured(base))
-        flat = values.view((whole,) + tuple(values.shape[2:]))
+        flat = changes[0].values.new_zeros((whole,) + tuple(changes[0].values.shape[1:]), dtype=torch.float64)
         for change in changes:
             if change.index.numel() == whole and bool((change.index[1:] > change.index[:-1]).all()):
                 flat += change.values  # every entry, in order
             else:
-                flat.index_add_(0, change.index, change.values)
+                flat.index_add_(0, change.index, change.values.double())
+        captured = self.dense(self.captured(base))
+        flat = (flat + captured.view(flat.shape)).to(captured.dtype)
         return SparseOverride(base, union, flat if union.numel() == whole else flat[union])
 
     def _mix(self, mask: torch.Tensor, own: SparseOverride, other: SparseOverride, need) -> SparseOverride:
