@@ -324,6 +324,26 @@ def test_recomputed_attention_reads_its_keys_alone_under_windows_and_grouped_que
     torch.testing.assert_close(last, expected[:, -1:], atol=ATOL, rtol=0)
 
 
+def test_keys_and_values_projected_alone_equal_hook_patching(arch):
+    """a0.h1 patched at every position, the last position's logits read: layer 1 attends again
+    for its last query alone, so it projects q, k and v there and k and v alone (adapter.kv, for
+    each layout of the projections: separate, fused per head, with biases, partial rotary) at the
+    earlier positions; equal to patching z with hooks on HF's model."""
+    from causal_hypotheses.interventions.compile import activation_patch_functions
+
+    name, model = arch
+    clean, corrupt = ref.prompts(seeds=(33, 34), shape=(3, 8))
+    B, T = clean.shape
+    engine = Engine.from_hf(model)
+    expected = ref.patch_head_z(model, clean, 0, 1, ref.head_z(model, corrupt, 0))[:, -1:]
+    assert (expected - ref.logits(model, clean)[:, -1:]).abs().max() > 1e-3
+    which, branch, key = activation_patch_functions([frozenset(["a0.h1"])], B)
+    result = engine.run([clean, corrupt], which, branch, key=key, logit_positions=-1)
+    H, Hkv = engine.adapter.n_heads, engine.adapter.n_kv_heads
+    assert result.stats.rows["qkv"] == H * B + 2 * Hkv * B * T  # q at the last position, k and v at every one
+    torch.testing.assert_close(result.logits, expected, atol=ATOL, rtol=0)
+
+
 def test_qwen2_windows_only_the_layers_its_config_says():
     model = ref.random_model("qwen2", seed=3, use_sliding_window=True, sliding_window=3, max_window_layers=1)
     engine = Engine.from_hf(model)

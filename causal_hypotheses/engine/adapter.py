@@ -92,6 +92,10 @@ class ArchitectureAdapter(Protocol):
     def qkv(self, layer: int, resid: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
         """Every head's q, k, v read from residual stream resid (B, T, D): (B, T, 3, H, dh)."""
 
+    def kv(self, layer: int, resid: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """The keys (after rotary) and values of every key/value head read from resid (B, T, D),
+        no queries projected: (B, T, 2, n_kv_heads, dh)."""
+
     def ln1_proj(self, layer: int, head: int, channel: int, resid: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
         """One query head's q (channel 0), k (1) or v (2) read from resid (B, T, D): (B, T, dh)."""
 

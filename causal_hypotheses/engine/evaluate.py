@@ -442,7 +442,7 @@ class Evaluator:
         """All heads of a layer: z (B, T, H, dh)."""
         if resid.base is None or resid.base[0] != ("resid", "attn_in", layer):
             def compute(examples):
-                self._count_qkv(examples.numel() * self.T)
+                self._count_qkv(examples.numel() * self.T, examples.numel() * self.T)
                 self._count_attention(layer, self.costs.n_heads, examples.numel(), None)
                 return self.adapter.attn_core(layer, self.dense(resid, examples))
 
@@ -468,14 +468,21 @@ class Evaluator:
         if not bool(read.all()):
             index, values, position = index[read], values[read], position[read]
         if index.numel():
-            self._count_qkv(index.numel())
-            qkv = self.adapter.qkv(layer, values[None], position)[0]  # (n, 3, H, dh)
             example = self._local(index, examples) // self.T
-            queries = position >= start
-            q.view((-1,) + tuple(q.shape[2:])).index_copy_(
-                0, (example * (stop - start) + position - start)[queries], qkv[queries, 0])
+            queries = position >= start  # q, k and v there; before start, keys and values alone
             group = self.costs.n_heads // self.costs.n_kv_heads
-            kv.view((-1,) + tuple(kv.shape[2:])).index_copy_(0, example * (stop - first) + position - first, qkv[:, 1:, ::group])
+            keys_only = ~queries
+            self._count_qkv(int(queries.sum()), index.numel())
+            if bool(queries.any()):
+                qkv = self.adapter.qkv(layer, values[queries][None], position[queries])[0]  # (n, 3, H, dh)
+                local = example[queries] * (stop - start) + position[queries] - start
+                q.view((-1,) + tuple(q.shape[2:])).index_copy_(0, local, qkv[:, 0])
+                kv.view((-1,) + tuple(kv.shape[2:])).index_copy_(
+                    0, example[queries] * (stop - first) + position[queries] - first, qkv[:, 1:, ::group])
+            if bool(keys_only.any()):
+                kv.view((-1,) + tuple(kv.shape[2:])).index_copy_(
+                    0, example[keys_only] * (stop - first) + position[keys_only] - first,
+                    self.adapter.kv(layer, values[keys_only][None], position[keys_only])[0])
         z = self.adapter.attend_grouped(layer, start, first, q.transpose(1, 2), kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2))
         z = z.transpose(1, 2)  # (r, stop - start, H, dh)
         self._count_attention(layer, self.costs.n_heads, examples.numel(), changed, start, stop)
@@ -520,9 +527,9 @@ class Evaluator:
         return self._dense_patch(need, compute)
 
     # ------------------------------------------------------------ work counters
-    def _count_qkv(self, positions: int) -> None:
-        """Every head's q, k and v projected at ``positions`` entries."""
-        vectors = positions * (self.costs.n_heads + 2 * self.costs.n_kv_heads)
+    def _count_qkv(self, queries: int, keys: int) -> None:
+        """Every query head's q projected at ``queries`` entries, every key/value head's k and v at ``keys``."""
+        vectors = queries * self.costs.n_heads + keys * 2 * self.costs.n_kv_heads
         self.work.add("qkv", vectors, vectors * self.costs.vector)
 
     def _count_attention(self, layer: int, heads: int, examples: int, kept: torch.Tensor | None,
