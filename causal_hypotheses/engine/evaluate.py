@@ -17,11 +17,11 @@ position depends on) are skipped everywhere.
 When a change covers most entries (every head outside a circuit mean-ablated at every
 position, as Wang et al.'s criteria do), per-entry bookkeeping costs more than it saves: a
 residual stream whose changes together cover more than ``DENSE_SHARE`` of all its entries
-(B * T) is summed in whole (B * T, ...) tensors, with no sorting of entries (the same additions,
-so the same numbers), and each component's change (its recomputed value minus the captured
-one) is computed once, not again for each later stream that adds it.  A sparse sum starts
-from the sum of the stream below it where it can (see ``Evaluator._changes_sum``).  Both add
-the changes in float64, from zero, and then the captured stream.
+(B * T) is summed in whole (B * T, ...) tensors, with no sorting of entries, and each
+component's change (its recomputed value minus the captured one) is computed once, not again
+for each later stream that adds it.  A sparse sum adds the changes in float64, from zero, then
+the captured stream, and starts from the sum of the stream below it where it can (see
+``Evaluator._changes_sum``).
 """
 from __future__ import annotations
 
@@ -328,17 +328,38 @@ class Evaluator:
                 total.index_copy_(0, where[inside], seen_total[inside])
         else:
             total = None
+        # Consecutive changes at disjoint entries (one per block of a sweep, say) are added in
+        # one index_add_: no entry gets two of them, so each entry's additions keep their order.
+        pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+        taken = torch.zeros(union.numel(), dtype=torch.bool, device=self.device)
+
+        def flush(total):
+            if pending:
+                where = pending[0][0] if len(pending) == 1 else torch.cat([w for w, _ in pending])
+                values = pending[0][1] if len(pending) == 1 else torch.cat([v for _, v in pending])
+                if total is None:
+                    total = torch.zeros((union.numel(),) + tuple(values.shape[1:]), dtype=torch.float64, device=self.device)
+                total.index_add_(0, where, values.double())
+                pending.clear()
+                taken.zero_()
+            return total
+
         for change in changes[start:]:
             index, values = self._keep(change.index, change.values, need)
             if index.numel() == 0:
                 continue
-            values = values.double()
-            if total is None:
-                total = values.new_zeros((union.numel(),) + tuple(values.shape[1:]))
             if index.numel() == union.numel() and bool((index[1:] > index[:-1]).all()):
+                total = flush(total)
+                if total is None:
+                    total = torch.zeros((union.numel(),) + tuple(values.shape[1:]), dtype=torch.float64, device=self.device)
                 total += values  # at every entry of the union, in its order: a plain add
-            else:
-                total.index_add_(0, torch.searchsorted(union, index), values)
+                continue
+            where = torch.searchsorted(union, index)
+            if bool(taken[where].any()):
+                total = flush(total)
+            taken[where] = True
+            pending.append((where, values))
+        total = flush(total)
         self._last_sum = (changes, need, union, total)
         return total
 
@@ -354,22 +375,20 @@ class Evaluator:
     def _dense_sum(self, base, changes: list[SparseOverride], union: torch.Tensor) -> SparseOverride:
         """The captured ``base`` plus ``changes`` (each at distinct entries), the entries of
         ``union`` (the live ones that change) overridden, accumulated in a whole (B * T, ...)
-        tensor: each change added in place at all its entries, live or not, from zero, then the
-        captured base (the additions of the sparse sum, in the same order, so the same numbers;
-        see _changes_sum), with no copies of the live
-        ones, no sorting and no inverse index of entries.  Taken when the changes
-        cover more than ``DENSE_SHARE`` of all B * T entries; below that, reading and writing
-        the whole tensor costs more than the sparse sum saves (which also starts from the
-        stream below, where it can)."""
+        tensor: each change added in place at all its entries, live or not, in the model's
+        dtype, with no copies of the live ones, no sorting and no inverse index of entries.
+        Taken when the changes cover more than ``DENSE_SHARE`` of all B * T entries; below
+        that, reading and writing whole tensors costs more than the sparse sum saves.  (The
+        sparse sum adds the changes in float64 before the captured stream: the two round
+        differently, within float32 rounding of the stream.)"""
         whole = self.B * self.T
-        flat = changes[0].values.new_zeros((whole,) + tuple(changes[0].values.shape[1:]), dtype=torch.float64)
+        values = self.dense(self.captured(base))
+        flat = values.view((whole,) + tuple(values.shape[2:]))
         for change in changes:
             if change.index.numel() == whole and bool((change.index[1:] > change.index[:-1]).all()):
                 flat += change.values  # every entry, in order
             else:
-                flat.index_add_(0, change.index, change.values.double())
-        captured = self.dense(self.captured(base))
-        flat = (flat + captured.view(flat.shape)).to(captured.dtype)
+                flat.index_add_(0, change.index, change.values)
         return SparseOverride(base, union, flat if union.numel() == whole else flat[union])
 
     def _mix(self, mask: torch.Tensor, own: SparseOverride, other: SparseOverride, need) -> SparseOverride:
