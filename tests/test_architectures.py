@@ -303,6 +303,47 @@ def test_mistral_sliding_window_is_exact(window):
     torch.testing.assert_close(activation_patch(engine, clean, corrupt, "a0.h2", positions=3), patched, atol=ATOL, rtol=0)
 
 
+@pytest.mark.parametrize("window", [3, 64])
+@pytest.mark.parametrize("position", [8, 10])
+def test_recomputed_attention_reads_its_keys_alone_under_windows_and_grouped_queries(window, position):
+    """A head patched at one position: layer 1's attention is recomputed for the queries from
+    that position on, from the captured queries of those positions and the keys and values they
+    read (under a window of 3 only the last 3 positions; one per key/value head, 2 for 4 query
+    heads), one query alone when only the last position's logits are read; equal to patching z
+    with hooks on HF's model."""
+    model = ref.random_model("mistral", seed=4, sliding_window=window)
+    assert model.config.num_key_value_heads < model.config.num_attention_heads
+    clean, corrupt = ref.prompts(seeds=(31, 32), shape=(3, 11))
+    engine = Engine.from_hf(model)
+    z = ref.head_z(model, clean, 0).clone()
+    z[:, position] = ref.head_z(model, corrupt, 0)[:, position]
+    expected = ref.patch_head_z(model, clean, 0, 1, z)
+    assert (expected - ref.logits(model, clean))[:, -1].abs().max() > 1e-3  # the patch reaches the last position
+    torch.testing.assert_close(activation_patch(engine, clean, corrupt, "a0.h1", positions=position), expected, atol=ATOL, rtol=0)
+    last = activation_patch(engine, clean, corrupt, "a0.h1", positions=position, logit_positions=-1)
+    torch.testing.assert_close(last, expected[:, -1:], atol=ATOL, rtol=0)
+
+
+def test_keys_and_values_projected_alone_equal_hook_patching(arch):
+    """a0.h1 patched at every position, the last position's logits read: layer 1 attends again
+    for its last query alone, so it projects q, k and v there and k and v alone (adapter.kv, for
+    each layout of the projections: separate, fused per head, with biases, partial rotary) at the
+    earlier positions; equal to patching z with hooks on HF's model."""
+    from causal_hypotheses.interventions.compile import activation_patch_functions
+
+    name, model = arch
+    clean, corrupt = ref.prompts(seeds=(33, 34), shape=(3, 8))
+    B, T = clean.shape
+    engine = Engine.from_hf(model)
+    expected = ref.patch_head_z(model, clean, 0, 1, ref.head_z(model, corrupt, 0))[:, -1:]
+    assert (expected - ref.logits(model, clean)[:, -1:]).abs().max() > 1e-3
+    which, branch, key = activation_patch_functions([frozenset(["a0.h1"])], B)
+    result = engine.run([clean, corrupt], which, branch, key=key, logit_positions=-1)
+    H, Hkv = engine.adapter.n_heads, engine.adapter.n_kv_heads
+    assert result.stats.rows["qkv"] == H * B + 2 * Hkv * B * T  # q at the last position, k and v at every one
+    torch.testing.assert_close(result.logits, expected, atol=ATOL, rtol=0)
+
+
 def test_qwen2_windows_only_the_layers_its_config_says():
     model = ref.random_model("qwen2", seed=3, use_sliding_window=True, sliding_window=3, max_window_layers=1)
     engine = Engine.from_hf(model)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+import hf_reference as ref
+
 from causal_hypotheses import Engine, activation_patch_sweep, path_patch_sweep, random_gpt2
 from causal_hypotheses.interventions.compile import activation_patch_functions, position_rows
 
@@ -95,6 +97,25 @@ def test_attention_recomputes_the_queries_from_the_first_changed_key_on(model):
         "unembed": B * T,
     }
     assert stats.flops - stats.floor_flops == 2 * B * 2 * dh * 64  # a1.h2's change from its captured z's
+
+
+def test_keys_and_values_alone_where_no_query_is_read(model):
+    """a1.h2 reads the corrupt input at every position, the logits are read at the last one:
+    layer 2's attention needs its last query alone, over keys and values that changed at every
+    position, so it projects q at the last position and k and v at all T (not q at all T).  The
+    logits equal patching a1.h2's z with hooks on HF's model."""
+    engine = Engine.from_hf(model)
+    generator = torch.Generator().manual_seed(6)
+    B, T, H = 3, 9, 4
+    clean = torch.randint(0, 512, (B, T), generator=generator)
+    corrupt = torch.randint(0, 512, (B, T), generator=generator)
+    which, branch, key = activation_patch_functions([frozenset(["a1.h2"])], B)
+    result = engine.run([clean, corrupt], which, branch, key=key, logit_positions=-1)
+    assert result.stats.rows["qkv"] == H * B + 2 * H * B * T  # q at the last position; k and v everywhere
+    assert result.stats.rows["attention"] == H * B  # the last query
+    assert result.stats.rows["mlp"] == B * T + B  # m1 everywhere (layer 2's keys read it), m2 at the last position
+    expected = ref.patch_head_z(model, clean, 1, 2, ref.head_z(model, corrupt, 1))[:, -1:]
+    torch.testing.assert_close(result.logits, expected, atol=1e-4, rtol=0)
 
 
 def test_sweeps_report_their_runs_summed(model):

@@ -34,6 +34,9 @@ Sites (tuples, what :meth:`ArchitectureAdapter.site` gathers; see also engine/ir
     ("head_out", layer, head)      one head's write to the residual stream, no bias (., T, D)
     ("qkv", layer)                 (., T, 3, H, dh)
     ("qkv", layer, head, channel)  one head's q (0), k (1) or v (2)  (., T, dh)
+    ("q", layer)                   every query head's q  (., T, H, dh)
+    ("kv", layer)                  the key (0) and value (1) of each key/value head, not repeated
+                                   to the query heads of its group  (., T, 2, n_kv_heads, dh)
     ("z", layer)                   (., T, H, dh)
 """
 from __future__ import annotations
@@ -89,6 +92,10 @@ class ArchitectureAdapter(Protocol):
     def qkv(self, layer: int, resid: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
         """Every head's q, k, v read from residual stream resid (B, T, D): (B, T, 3, H, dh)."""
 
+    def kv(self, layer: int, resid: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """The keys (after rotary) and values of every key/value head read from resid (B, T, D),
+        no queries projected: (B, T, 2, n_kv_heads, dh)."""
+
     def ln1_proj(self, layer: int, head: int, channel: int, resid: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
         """One query head's q (channel 0), k (1) or v (2) read from resid (B, T, D): (B, T, dh)."""
 
@@ -99,6 +106,12 @@ class ArchitectureAdapter(Protocol):
     def attend_from(self, layer: int, start: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Causal attention of the queries at positions start..start+Tq-1 alone: q (B, h, Tq, dh),
         k and v (B, h, start+Tq, dh) -> z (B, h, Tq, dh), rows start.. of ``attend``'s z."""
+
+    def attend_grouped(self, layer: int, start: int, key_start: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Causal attention of the queries at positions start..start+Tq-1 over the keys at positions
+        key_start..start+Tq-1 alone (key_start > 0 only where no query reads earlier keys: under a
+        sliding window): q (B, H, Tq, dh), k and v (B, n_kv_heads, S, dh), query head h reading
+        key/value head h // (H / n_kv_heads) -> z (B, H, Tq, dh), rows start.. of ``attend``'s z."""
 
     def core_from_qkv(self, layer: int, qkv: torch.Tensor) -> torch.Tensor:
         """qkv (B, T, 3, H, dh) -> z (B, T, H, dh)."""
@@ -203,6 +216,26 @@ class Adapter:
             return F.scaled_dot_product_attention(q, k, v, scale=self._scales[layer])
         return F.scaled_dot_product_attention(q, k, v, attn_mask=_offset_mask(start, Tq, S, window, q.device), scale=self._scales[layer])
 
+    def attend_grouped(self, layer: int, start: int, key_start: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Causal attention of the queries at positions ``start``.. over the keys at positions
+        ``key_start``..: q (B, H, Tq, dh), k and v (B, Hkv, S, dh) with S = start + Tq - key_start,
+        one key/value head per group of H / Hkv consecutive query heads -> z (B, H, Tq, dh).
+
+        The keys and values are read once per group, not repeated to its query heads: a group's
+        queries attend as Tq * group rows of one head (so the mask, when one is needed, repeats
+        per query head of the group)."""
+        B, H, Tq, dh = q.shape
+        Hkv, S = k.shape[1], k.shape[2]
+        group = H // Hkv
+        if group == 1 and key_start == 0:
+            return self.attend_from(layer, start, q, k, v)
+        window = self._windows[layer] if self._windows else None
+        mask = None
+        if Tq > 1 or key_start + S != start + 1 or (window is not None and S > window):  # else one query that reads every key
+            mask = _offset_mask(start - key_start, Tq, S, window, q.device).repeat(group, 1)
+        z = F.scaled_dot_product_attention(q.reshape(B, Hkv, group * Tq, dh), k, v, attn_mask=mask, scale=self._scales[layer])
+        return z.view(B, H, Tq, dh)
+
     def pattern(self, layer: int, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """Attention probabilities, q, k (B, H, T, dh) -> (B, H, T, T) query x key, as ``attend``
         computes them (scale, causal mask, any sliding window; softmax in float32 at least)."""
@@ -293,6 +326,10 @@ class Adapter:
         elif kind == "qkv":
             _, layer, head, channel = site
             source = acts["qkv"][layer][:, :, channel, head]  # (U, T, dh)
+        elif kind == "q":
+            source = acts["qkv"][site[1]][:, :, 0]  # (U, T, H, dh), a view
+        elif kind == "kv":  # one key and value per key/value head: (U, T, 2, n_kv_heads, dh), a view
+            source = acts["qkv"][site[1]][:, :, 1:, :: self.n_heads // self.n_kv_heads]
         elif kind == "z":
             source = acts["z"][site[1]]  # (U, T, H, dh)
         elif kind == "head_out":

@@ -16,10 +16,12 @@ position depends on) are skipped everywhere.
 
 When a change covers most entries (every head outside a circuit mean-ablated at every
 position, as Wang et al.'s criteria do), per-entry bookkeeping costs more than it saves: a
-residual stream whose changes together cover more than ``DENSE_SHARE`` of its live entries
-is summed in whole (B * T, ...) tensors, with no sorting of entries (the same additions, so
-the same numbers), and each component's change (its recomputed value minus the captured
-one) is computed once, not again for each later stream that adds it.
+residual stream whose changes together cover more than ``DENSE_SHARE`` of all its entries
+(B * T) is summed in whole (B * T, ...) tensors, with no sorting of entries, and each
+component's change (its recomputed value minus the captured one) is computed once, not again
+for each later stream that adds it.  A sparse sum adds the changes in float64, from zero, then
+the captured stream, and starts from the sum of the stream below it where it can (see
+``Evaluator._changes_sum``).
 """
 from __future__ import annotations
 
@@ -62,6 +64,7 @@ class Evaluator:
         self.device = device
         self.need = {node_id: entries.to(device) for node_id, entries in need.items()}
         self.no_entries = torch.zeros(0, dtype=torch.long, device=device)
+        self._last_sum = None  # (changes, need, entries, their sum): see _changes_sum
 
     def captured(self, base) -> SparseOverride:
         """The captured ``base`` (site, selector key) with no overrides."""
@@ -291,29 +294,74 @@ class Evaluator:
         if not changes:
             return args[0]
         union = self._union(changes, need)
-        if union.numel() > DENSE_SHARE * (self.B * self.T if need is None else int(need.sum())):
-            return self._dense_sum(base, changes, union)
-        changes = [SparseOverride(None, *self._keep(c.index, c.values, need)) for c in changes]
-        changes = [c for c in changes if c.index.numel()]
-        if not changes:
+        if union.numel() == 0:  # no change where someone reads
             return args[0]
-        index = changes[0].index
-        same = bool((index[1:] > index[:-1]).all()) and all(
-            c.index.numel() == index.numel() and torch.equal(c.index, index) for c in changes[1:])
-        if not same:
-            index, where = torch.unique(torch.cat([c.index for c in changes]), return_inverse=True)
-        else:  # every change at the same entries (a dense change, as after a resampled layer): plain adds
-            where = None
-        values = self.base_at(base, index)
-        offset = 0
-        for change in changes:
-            n = change.index.numel()
-            if where is None:
-                values += change.values
-            else:
-                values.index_add_(0, where[offset : offset + n], change.values)
-            offset += n
-        return SparseOverride(base, index, values)
+        if union.numel() > DENSE_SHARE * self.B * self.T:  # a whole tensor is read and written: worth it when most entries change
+            return self._dense_sum(base, changes, union)
+        captured = self.base_at(base, union)
+        return SparseOverride(base, union, (captured.double() + self._changes_sum(changes, union, need)).to(captured.dtype))
+
+    def _changes_sum(self, changes: list[SparseOverride], union: torch.Tensor, need) -> torch.Tensor:
+        """The sum of ``changes`` at the entries ``union`` (sorted; every needed entry that some
+        change lists), (len(union), ...) in float64: each entry's changes added in order, from zero
+        (float64 keeps the sum from depending on how it was split; the stream is rounded once,
+        when the captured stream is added).
+
+        The residual stream of a layer sums every change upstream of it, those of the stream
+        before it and one or two more; so the last sum is kept and a sum whose first changes are
+        its changes (and that needs no entry it did not) starts from it and adds the rest: the
+        same additions in the same order (so the same numbers), not each upstream change again
+        for every later layer."""
+        last, start = self._last_sum, 0
+        if last is not None:
+            seen, seen_need, seen_union, seen_total = last
+            if (len(seen) <= len(changes) and all(a is b for a, b in zip(seen, changes))
+                    and (seen_need is None or need is not None and not bool((need & ~seen_need).any()))):
+                start = len(seen)
+        if start:
+            if seen_union.numel() == union.numel() and torch.equal(seen_union, union):
+                total = seen_total.clone()
+            else:  # the entries of the last sum that this one needs; the others start from zero
+                total = seen_total.new_zeros((union.numel(),) + tuple(seen_total.shape[1:]))
+                where = torch.searchsorted(union, seen_union).clamp(max=union.numel() - 1)
+                inside = union[where] == seen_union
+                total.index_copy_(0, where[inside], seen_total[inside])
+        else:
+            total = None
+        # Consecutive changes at disjoint entries (one per block of a sweep, say) are added in
+        # one index_add_: no entry gets two of them, so each entry's additions keep their order.
+        pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+        taken = torch.zeros(union.numel(), dtype=torch.bool, device=self.device)
+
+        def flush(total):
+            if pending:
+                where = pending[0][0] if len(pending) == 1 else torch.cat([w for w, _ in pending])
+                values = pending[0][1] if len(pending) == 1 else torch.cat([v for _, v in pending])
+                if total is None:
+                    total = torch.zeros((union.numel(),) + tuple(values.shape[1:]), dtype=torch.float64, device=self.device)
+                total.index_add_(0, where, values.double())
+                pending.clear()
+                taken.zero_()
+            return total
+
+        for change in changes[start:]:
+            index, values = self._keep(change.index, change.values, need)
+            if index.numel() == 0:
+                continue
+            if index.numel() == union.numel() and bool((index[1:] > index[:-1]).all()):
+                total = flush(total)
+                if total is None:
+                    total = torch.zeros((union.numel(),) + tuple(values.shape[1:]), dtype=torch.float64, device=self.device)
+                total += values  # at every entry of the union, in its order: a plain add
+                continue
+            where = torch.searchsorted(union, index)
+            if bool(taken[where].any()):
+                total = flush(total)
+            taken[where] = True
+            pending.append((where, values))
+        total = flush(total)
+        self._last_sum = (changes, need, union, total)
+        return total
 
     def _union(self, changes: list[SparseOverride], need) -> torch.Tensor:
         """The entries that some of ``changes`` lists and ``need`` lists (None: all), sorted."""
@@ -327,11 +375,12 @@ class Evaluator:
     def _dense_sum(self, base, changes: list[SparseOverride], union: torch.Tensor) -> SparseOverride:
         """The captured ``base`` plus ``changes`` (each at distinct entries), the entries of
         ``union`` (the live ones that change) overridden, accumulated in a whole (B * T, ...)
-        tensor: each change added in place at all its entries, live or not (the additions of
-        the sparse sum, in the same order, so the same numbers), with no copies of the live
-        ones, no sorting and no inverse index of entries.  Taken when the changes
-        cover more than ``DENSE_SHARE`` of the live entries; below that, reading and writing
-        the whole tensor costs more than the sparse sum saves."""
+        tensor: each change added in place at all its entries, live or not, in the model's
+        dtype, with no copies of the live ones, no sorting and no inverse index of entries.
+        Taken when the changes cover more than ``DENSE_SHARE`` of all B * T entries; below
+        that, reading and writing whole tensors costs more than the sparse sum saves.  (The
+        sparse sum adds the changes in float64 before the captured stream: the two round
+        differently, within float32 rounding of the stream.)"""
         whole = self.B * self.T
         values = self.dense(self.captured(base))
         flat = values.view((whole,) + tuple(values.shape[2:]))
@@ -412,7 +461,7 @@ class Evaluator:
         """All heads of a layer: z (B, T, H, dh)."""
         if resid.base is None or resid.base[0] != ("resid", "attn_in", layer):
             def compute(examples):
-                self._count_qkv(examples.numel() * self.T)
+                self._count_qkv(examples.numel() * self.T, examples.numel() * self.T)
                 self._count_attention(layer, self.costs.n_heads, examples.numel(), None)
                 return self.adapter.attn_core(layer, self.dense(resid, examples))
 
@@ -422,20 +471,52 @@ class Evaluator:
         examples = self._changed_examples(changes, rows)
         if examples.numel() == 0:
             return self.captured((("z", layer), key))
-        qkv = self.dense(self.captured((("qkv", layer), key)), examples)
-        index, values = self._keep(resid.index, resid.values, rows[:, None].expand(self.B, self.T))
-        if index.numel():
-            local = self._local(index, examples)
-            self._count_qkv(index.numel())
-            qkv.view((-1,) + tuple(qkv.shape[2:])).index_copy_(0, local, self.adapter.qkv(layer, values[None], index % self.T)[0])
         changed = self._attended([], changes, examples, need)
         if changed.numel() == 0:
             return self.captured((("z", layer), key))
         start, stop = self._span(changed)
-        q, k, v = (qkv[:, start if i == 0 else 0 : stop, i].transpose(1, 2) for i in range(3))  # (r, H, ., dh)
-        z = self.adapter.attend_from(layer, start, q, k, v).transpose(1, 2)  # (r, stop - start, H, dh)
+        window = self.costs.windows[layer] if self.costs.windows else None
+        first = 0 if window is None else max(0, start - window + 1)  # the first key any of these queries reads
+        # The captured queries of the span and keys and values of the keys read, one per key/value
+        # head (not repeated to its query heads): what attention reads, no more.
+        q = self._span_site(("q", layer), key, examples, start, stop)  # (r, stop - start, H, dh)
+        kv = self._span_site(("kv", layer), key, examples, first, stop)  # (r, stop - first, 2, Hkv, dh)
+        index, values = self._keep(resid.index, resid.values, rows[:, None].expand(self.B, self.T))
+        position = index % self.T
+        read = (position >= first) & (position < stop)  # the recomputed entries attention reads
+        if not bool(read.all()):
+            index, values, position = index[read], values[read], position[read]
+        if index.numel():
+            example = self._local(index, examples) // self.T
+            queries = position >= start  # q, k and v there; before start, keys and values alone
+            group = self.costs.n_heads // self.costs.n_kv_heads
+            keys_only = ~queries
+            self._count_qkv(int(queries.sum()), index.numel())
+            if bool(queries.any()):
+                qkv = self.adapter.qkv(layer, values[queries][None], position[queries])[0]  # (n, 3, H, dh)
+                local = example[queries] * (stop - start) + position[queries] - start
+                q.view((-1,) + tuple(q.shape[2:])).index_copy_(0, local, qkv[:, 0])
+                kv.view((-1,) + tuple(kv.shape[2:])).index_copy_(
+                    0, example[queries] * (stop - first) + position[queries] - first, qkv[:, 1:, ::group])
+            if bool(keys_only.any()):
+                kv.view((-1,) + tuple(kv.shape[2:])).index_copy_(
+                    0, example[keys_only] * (stop - first) + position[keys_only] - first,
+                    self.adapter.kv(layer, values[keys_only][None], position[keys_only])[0])
+        z = self.adapter.attend_grouped(layer, start, first, q.transpose(1, 2), kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2))
+        z = z.transpose(1, 2)  # (r, stop - start, H, dh)
         self._count_attention(layer, self.costs.n_heads, examples.numel(), changed, start, stop)
         return SparseOverride((("z", layer), key), changed, z.flatten(0, 1)[self._local_span(changed, examples, start, stop)])
+
+    def _span_site(self, site, key, examples: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """The captured ``site`` read by selector ``key`` for ``examples`` (r,) at positions
+        start..stop-1 alone: (r, stop - start, ...), a new tensor."""
+        rows, positions = self.rows_for[key]
+        span = torch.arange(start, stop, device=self.device)
+        if positions is None:
+            rows, positions = rows[examples][:, None].expand(-1, stop - start), span.expand(examples.numel(), -1)
+        else:
+            rows, positions = rows[examples][:, start:stop], positions[examples][:, start:stop]
+        return self._site(site, rows, positions)
 
     def _head(self, layer: int, head: int, channels: list[SparseOverride], need) -> SparseOverride:
         """One head from its q, k and v inputs: its write to the residual stream (B, T, D)."""
@@ -465,9 +546,9 @@ class Evaluator:
         return self._dense_patch(need, compute)
 
     # ------------------------------------------------------------ work counters
-    def _count_qkv(self, positions: int) -> None:
-        """Every head's q, k and v projected at ``positions`` entries."""
-        vectors = positions * (self.costs.n_heads + 2 * self.costs.n_kv_heads)
+    def _count_qkv(self, queries: int, keys: int) -> None:
+        """Every query head's q projected at ``queries`` entries, every key/value head's k and v at ``keys``."""
+        vectors = queries * self.costs.n_heads + keys * 2 * self.costs.n_kv_heads
         self.work.add("qkv", vectors, vectors * self.costs.vector)
 
     def _count_attention(self, layer: int, heads: int, examples: int, kept: torch.Tensor | None,

@@ -73,6 +73,14 @@ class GPT2Adapter(Adapter):
         block = self.blocks[layer]
         return block.attn.c_attn(block.ln_1(resid)).view(B, T, 3, self.n_heads, self.d_head)
 
+    def kv(self, layer: int, resid: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Every head's k and v alone (the last 2D columns of c_attn): (B, T, 2, H, d_head)."""
+        B, T, D = resid.shape
+        block = self.blocks[layer]
+        c_attn = block.attn.c_attn
+        out = torch.addmm(c_attn.bias[D:], block.ln_1(resid).flatten(0, 1), c_attn.weight[:, D:])
+        return out.view(B, T, 2, self.n_heads, self.d_head)
+
     def out_proj(self, layer: int, z_flat: torch.Tensor) -> torch.Tensor:
         return self.blocks[layer].attn.c_proj(z_flat)
 

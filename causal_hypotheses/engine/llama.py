@@ -164,6 +164,32 @@ class LlamaAdapter(Adapter):
             v = v.repeat_interleave(self.group, dim=2)
         return torch.stack((q, k, v), dim=2)
 
+    def kv(self, layer: int, resid: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Every key/value head's rotated k and v, no queries projected: (B, T, 2, n_kv_heads, d_head)."""
+        normed = self.attn_norms[layer](resid)
+        B, T, _ = normed.shape
+        dh = self.d_head
+        layout = self.row.qkv_layout
+        if layout == "separate":
+            _, k_proj, v_proj = self._separate[layer]
+            k, v = k_proj(normed).view(B, T, -1, dh), v_proj(normed).view(B, T, -1, dh)
+        else:
+            weight, bias = self._kv_weights(layer)
+            k, v = F.linear(normed, weight, bias).view(B, T, 2, -1, dh).unbind(2)
+        if self._rotary_module is not None:
+            cos, sin = self._rotary(resid, positions)
+            k = self._rotate(k, cos, sin)
+        return torch.stack((k, v), dim=2)
+
+    def _kv_weights(self, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The fused projection's rows that make the keys and values, keys first: ((2 * kv heads * dh, D), bias)."""
+        fused = self._fused[layer]
+        dh, H, Hkv = self.d_head, self.n_heads, self.n_kv_heads
+        if self.row.qkv_layout == "per_head":  # rows [head, (q, k, v), dh]: the k and v rows of every head
+            rows = torch.arange(H * 3 * dh, device=fused.weight.device).view(H, 3, dh)[:, 1:].transpose(0, 1).reshape(-1)
+            return fused.weight[rows], None if fused.bias is None else fused.bias[rows]
+        return fused.weight[H * dh :], None if fused.bias is None else fused.bias[H * dh :]  # [Q | K | V]
+
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, T) -> (B, T, D): token embedding (scaled where the table says), plus learned positions."""
         x = F.embedding(tokens, self._embed.weight)

@@ -73,6 +73,8 @@ class Planner:
         self.masks: dict[tuple, Mask] = {}
         self._memo: dict[tuple, object] = {}
         self._restricted: dict[tuple, Selector] = {}
+        self._writer_lists: dict[tuple, list] = {}
+        self._residuals: dict[tuple, tuple] = {}  # (where, layer, ids of the writers' parts) -> (parts, node)
         self.memo_hits = 0
         self.paths_visited = 0
 
@@ -227,6 +229,13 @@ class Planner:
         return self.node(ir.Final(logit_positions, logit_vocab), (resid,))
 
     def _writers(self, where: str, layer: int) -> list[tuple[str, str, int]]:
+        """The (name, kind, layer) of every writer into the residual stream ``where`` of ``layer``."""
+        found = self._writer_lists.get((where, layer))
+        if found is None:
+            found = self._writer_lists[(where, layer)] = self._list_writers(where, layer)
+        return found
+
+    def _list_writers(self, where: str, layer: int) -> list[tuple[str, str, int]]:
         names = [("embed", "embed", -1)]
         for l in range(layer):
             names += [(Component("attn", l).name, "attn", l), (Component("mlp", l).name, "mlp", l)]
@@ -239,6 +248,18 @@ class Planner:
         parts: list[tuple[tuple, Part]] = []
         for name, kind, l in self._writers(where, layer):
             parts += self.writer(path + (name,), kind, l)
+        # The same writers' parts (memoised ones, as under ``key``) make the same stream: built once.
+        # The entry holds the parts, so no id in its signature can be another object's.
+        signature = (where, layer, tuple(id(part) for _, part in parts))
+        found = self._residuals.get(signature)
+        if found is not None:
+            self.memo_hits += 1
+            return found[1]
+        node = self._residual(parts, where, layer)
+        self._residuals[signature] = (parts, node)
+        return node
+
+    def _residual(self, parts: list[tuple[tuple, "Part"]], where: str, layer: int) -> Node:
         gathered = Counter(part.selector for _, part in parts if isinstance(part, Read))
         base = next(iter(gathered.most_common(1)))[0]  # embed is always gathered
         site = ("resid", where, layer if where != "final" else -1)
@@ -249,9 +270,9 @@ class Planner:
                 mask, part = part.mask, part.part
                 if isinstance(part, Read):
                     part = Read(self.restrict(part.selector, mask, base))
-            if part == Read(base):
-                continue
             if isinstance(part, Read):  # only rows whose choice differs from the base change
+                if part.selector is base:  # selectors are interned: the base itself, nothing changes
+                    continue
                 signs.append(1)
                 terms.append(self.node(ir.Delta(part_site, part.selector.key, base.key)))
             elif mask is not None:
