@@ -127,17 +127,22 @@ def test_completeness_gaps_equal_hook_knockouts(tiny_model, tiny_engine):
     assert result.ci[0] <= result.value <= result.ci[1]
 
 
+def hook_minimality_gaps(model, task, tested) -> dict:
+    """|F(C) - F(C∖{v})| / F(M) for each v in ``tested``, by hook knockouts (K = ∅)."""
+    f_m = logit_diff(ref.logits(model, task.clean), task).double()
+    base = outside(model, CIRCUIT)
+    f_c = F(model, task, base)
+    expected = {}
+    for name in tested:
+        layer, head = int(name[1]), int(name.split(".h")[1])
+        expected[name] = abs(float((f_c - F(model, task, base + [(layer, head)])).mean() / f_m.mean()))
+    return expected
+
+
 def test_minimality_gaps_equal_hook_knockouts(tiny_model, tiny_engine):
     task = toy_task(tiny_model)
     result = minimality(tiny_engine, CIRCUIT, task, "logit_diff", k=0)  # K = ∅ only
-    f_m = logit_diff(ref.logits(tiny_model, task.clean), task).double()
-    base = outside(tiny_model, CIRCUIT)
-    f_c = F(tiny_model, task, base)
-    expected = {}
-    for name in CIRCUIT:
-        layer, head = int(name[1]), int(name.split(".h")[1])
-        without = F(tiny_model, task, base + [(layer, head)])
-        expected[name] = abs(float((f_c - without).mean() / f_m.mean()))
+    expected = hook_minimality_gaps(tiny_model, task, CIRCUIT)
     rows = {row["component"]: row for row in result.details}
     for name, gap in expected.items():
         assert rows[name]["gap"] == pytest.approx(gap, rel=1e-4, abs=1e-6)
@@ -249,13 +254,7 @@ def test_minimality_of_some_components_equals_hook_knockouts(tiny_model, tiny_en
     task = toy_task(tiny_model)
     tested = CIRCUIT[1:3]
     result = minimality(tiny_engine, CIRCUIT, task, "logit_diff", k=0, components=tested)
-    f_m = logit_diff(ref.logits(tiny_model, task.clean), task).double()
-    base = outside(tiny_model, CIRCUIT)
-    f_c = F(tiny_model, task, base)
-    expected = {}
-    for name in tested:
-        layer, head = int(name[1]), int(name.split(".h")[1])
-        expected[name] = abs(float((f_c - F(tiny_model, task, base + [(layer, head)])).mean() / f_m.mean()))
+    expected = hook_minimality_gaps(tiny_model, task, tested)
     rows = {row["component"]: row for row in result.details}
     assert set(rows) == set(tested)
     for name, gap in expected.items():
