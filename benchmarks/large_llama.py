@@ -10,12 +10,14 @@ float32. Weights are HF's own initialisation (normal, std 0.02) from seed 0, wri
 Batch 8 x 32 random token ids (seed 0). Experiments, each in its own process (so that its peak
 RSS is its own: ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` through loading, and the kernel's
 VmHWM reset just before the experiment; the larger is the process's peak), timed ``--repeats`` times after one warm-up
-(median), each timed call on a fresh ``Engine`` (empty activation cache):
+(median), each timed call on a fresh ``Engine`` (empty activation cache), every call as a user
+makes it, with the defaults:
 
 * ``hf``: the HF forward of the clean batch (``model(clean)``, no grad);
 * ``all_clean``: ``engine.run([clean], lambda path: 0)``, every position's logits;
-* ``one_head``: ``activation_patch(engine, clean, corrupt, ["a12.h3"], positions=[-1], logit_positions=-1)``;
-* ``sweep``: ``path_patch_sweep(engine, clean, corrupt, ["a14.h3.q"], metric, senders=..., logit_positions=-1)``
+* ``one_head``: ``activation_patch(engine, clean, corrupt, ["a12.h3"], positions=[-1])``, every
+  position's logits as the HF forward gives them;
+* ``sweep``: ``path_patch_sweep(engine, clean, corrupt, ["a14.h3.q"], metric, senders=...)``
   with senders the first ``--sender-heads`` heads of each of layers 10-13 (all 32: 128 senders)
   and metric the logit difference of two random tokens at the last position.
 
@@ -98,12 +100,12 @@ def worker(args) -> None:
         return out
 
     def one_head():
-        out = activation_patch(Engine.from_hf(model), clean, corrupt, [PATCHED_HEAD], positions=[-1], logit_positions=-1)
+        out = activation_patch(Engine.from_hf(model), clean, corrupt, [PATCHED_HEAD], positions=[-1])
         sync()
         return out
 
     def sweep():
-        return path_patch_sweep(Engine.from_hf(model), clean, corrupt, [RECEIVER], metric, senders=senders, logit_positions=-1)
+        return path_patch_sweep(Engine.from_hf(model), clean, corrupt, [RECEIVER], metric, senders=senders)
 
     fn = {"hf": hf, "all_clean": all_clean, "one_head": one_head, "sweep": sweep}[args.worker]
     if args.device.startswith("cuda"):

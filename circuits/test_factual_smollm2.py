@@ -48,8 +48,10 @@ on a real model, at most 0.75 for a wrong one, 0.1 for a component that matters,
 random components.
 
 Positions: a set of nodes is patched at a suffix of each prompt (the subject and every later
-token, or the last token), since patching several nodes at some positions only, with unpatched
-positions after patched ones, is refused by the engine (interventions/compile.py).
+token, or the last token).  When these claims were measured the engine refused several nodes at
+some positions only, with unpatched positions after patched ones; it now recomputes a patched
+node where the positions leave it unpatched (interventions/compile.py), but the claims keep
+the suffixes their verdict table was measured with.
 """
 from __future__ import annotations
 

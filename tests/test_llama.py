@@ -302,3 +302,36 @@ def test_smollm2_engine_equals_hf():
     torch.testing.assert_close(activation_patch(engine, clean, corrupt, "a20.h4"), expected, atol=ATOL, rtol=0)
     paris = tokenizer(" Paris")["input_ids"][0]
     assert int(ref.logits(model, clean)[0, -1].argmax()) == paris
+
+
+def test_head_and_mlp_of_two_layers_at_some_positions(llama):
+    """a0.h1 and m0 patched at positions 2 and 5 with a1.h3 (which reads them): a1.h3 is recomputed
+    at the unpatched positions, as HF with hooks on o_proj's input and the MLP's output."""
+    _, model = llama
+    clean, corrupt = two_prompts(model.config.vocab_size, seeds=(7, 8))
+    positions = [2, 5]
+    layers = model.model.layers
+    z0, z1 = ref.head_z(model, corrupt, 0), ref.head_z(model, corrupt, 1)
+    mlp0 = ref.record(model, corrupt, layers[0].mlp)
+
+    def swap_z(z_source, head, attn):
+        def hook(_, args):
+            z = args[0].view(*args[0].shape[:2], -1, attn.head_dim).clone()
+            z[:, positions, head] = z_source[:, positions, head]
+            return (z.view(*args[0].shape),)
+        return hook
+
+    def swap_mlp(_, __, output):
+        output = output.clone()
+        output[:, positions] = mlp0[:, positions]
+        return output
+
+    registrations = [
+        (layers[0].self_attn.o_proj, "pre", swap_z(z0, 1, layers[0].self_attn)),
+        (layers[0].mlp, "post", swap_mlp),
+        (layers[1].self_attn.o_proj, "pre", swap_z(z1, 3, layers[1].self_attn)),
+    ]
+    with torch.no_grad(), ref.hooks(*registrations):
+        expected = model(clean).logits
+    got = activation_patch(Engine.from_hf(model), clean, corrupt, ["a0.h1", "m0", "a1.h3"], positions=positions)
+    torch.testing.assert_close(got, expected, atol=ATOL, rtol=0)

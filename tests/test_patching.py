@@ -180,28 +180,88 @@ def test_several_nodes_at_a_suffix_of_positions(tiny_model, tiny_engine):
     assert (got - activation_patch(tiny_engine, clean, corrupt, ["m0"], positions=[5, 6, 7])).abs().max() > 1e-4
 
 
-def test_several_nodes_before_an_unpatched_position_are_refused(tiny_model, tiny_engine):
-    """m1 at position 7 would read the clean run although m0's patch at position 5 reaches it there:
-    refused, not computed wrong (HF with hooks shows the later position does change)."""
-    from causal_hypotheses.errors import PositionError
+def _nodes_replaced_at(model, tokens, source, mlps=(), heads=(), positions=()):
+    """HF logits with the outputs of MLPs ``mlps`` and heads ``heads`` ((layer, head), ...) at
+    ``positions`` taken from a run on ``source``; everything else computed on ``tokens``."""
+    blocks = model.transformer.h
+    registrations = []
+    for layer in mlps:
+        value = ref.record(model, source, blocks[layer].mlp)
 
+        def swap_mlp(_, __, output, value=value):
+            output = output.clone()
+            output[:, positions] = value[:, positions]
+            return output
+
+        registrations.append((blocks[layer].mlp, "post", swap_mlp))
+    for layer in sorted({layer for layer, _ in heads}):
+        attn, z_source = blocks[layer].attn, ref.head_z(model, source, layer)
+        chosen = [head for l, head in heads if l == layer]
+
+        def swap_z(_, args, attn=attn, z_source=z_source, chosen=chosen):
+            z = args[0].view(*args[0].shape[:2], attn.num_heads, attn.head_dim).clone()
+            for head in chosen:
+                z[:, positions, head] = z_source[:, positions, head]
+            return (z.view(*args[0].shape),)
+
+        registrations.append((attn.c_proj, "pre", swap_z))
+    with torch.no_grad(), ref.hooks(*registrations):
+        return model(tokens).logits
+
+
+def test_several_nodes_at_some_positions_recompute_the_rest(tiny_model, tiny_engine):
+    """A patched node left unpatched at a position after another node's patch is recomputed there:
+    m1 at positions 6 and 7 reads m0's patch at 5 (HF with hooks, where m1 runs on the hooked stream)."""
     clean, corrupt = batches(tiny_model, 24)
-    with pytest.raises(PositionError, match=r"'m0' and 'm1' patched at some positions only: at position 6 of example 0"):
-        activation_patch(tiny_engine, clean, corrupt, ["m0", "m1"], positions=[5])
-    # Not vacuous: with m0 patched at 5, m1's output at 6 differs from the clean run's, which is
-    # what m1 at 6 would have read.
+    for positions in ([5], [2, 5], [0, 3, 6]):
+        expected = _mlps_replaced_at(tiny_model, clean, [0, 1], corrupt, positions)
+        got = activation_patch(tiny_engine, clean, corrupt, ["m0", "m1"], positions=positions)
+        torch.testing.assert_close(got, expected, atol=ATOL, rtol=0)
+    # Not vacuous: reading m1 from the clean run at positions 6 and 7 (what the engine did before
+    # it refused this) gives other logits there: m0's patch at 5 reaches m1.
     mlp0, mlp1 = tiny_model.transformer.h[0].mlp, tiny_model.transformer.h[1].mlp
-    corrupt_m0, seen = ref.record(tiny_model, corrupt, mlp0), {}
+    clean_m1, corrupt_m1 = ref.record(tiny_model, clean, mlp1), ref.record(tiny_model, corrupt, mlp1)
+    corrupt_m0 = ref.record(tiny_model, corrupt, mlp0)
 
     def patch_m0(_, __, output):
         output = output.clone()
         output[:, 5] = corrupt_m0[:, 5]
         return output
 
-    with torch.no_grad(), ref.hooks((mlp0, "post", patch_m0), (mlp1, "post", lambda _, __, out: seen.setdefault("m1", out))):
-        tiny_model(clean)
-    assert (seen["m1"][:, 6:] - ref.record(tiny_model, clean, mlp1)[:, 6:]).abs().max() > 1e-4
-    # one node at any positions, or heads of one layer, stay exact
-    first = _mlps_replaced_at(tiny_model, clean, [0], corrupt, [5])
-    torch.testing.assert_close(activation_patch(tiny_engine, clean, corrupt, ["m0"], positions=[5]), first, atol=ATOL, rtol=0)
-    activation_patch(tiny_engine, clean, corrupt, ["a1.h0", "a1.h1"], positions=[5])
+    def stale_m1(_, __, output):
+        output = clean_m1.clone()
+        output[:, 5] = corrupt_m1[:, 5]
+        return output
+
+    with torch.no_grad(), ref.hooks((mlp0, "post", patch_m0), (mlp1, "post", stale_m1)):
+        stale = tiny_model(clean).logits
+    assert (stale - _mlps_replaced_at(tiny_model, clean, [0, 1], corrupt, [5]))[:, 6:].abs().max() > 1e-4
+
+
+def test_heads_and_mlps_across_layers_at_some_positions(small_model, small_engine):
+    """Heads of several layers with MLPs between them, at scattered positions: as HF with hooks."""
+    clean, corrupt = batches(small_model, 25)
+    cases = [
+        (["a0.h1", "m1", "a3.h2", "a3.h5", "a7.h0"], [1], [(0, 1), (3, 2), (3, 5), (7, 0)], [1, 4]),
+        (["m0", "a2.h3", "m5"], [0, 5], [(2, 3)], [6]),
+        (["a1.h4", "a6.h6", "m9"], [9], [(1, 4), (6, 6)], [0, 2, 3, 7]),
+    ]
+    for nodes, mlps, heads, positions in cases:
+        expected = _nodes_replaced_at(small_model, clean, corrupt, mlps, heads, positions)
+        got = activation_patch(small_engine, clean, corrupt, nodes, positions=positions)
+        torch.testing.assert_close(got, expected, atol=ATOL, rtol=0)
+
+
+def test_blocks_of_several_nodes_at_some_positions(tiny_model, tiny_engine):
+    """Two blocks of several nodes each in one run, at some positions: each block as HF with hooks."""
+    from causal_hypotheses.interventions.compile import activation_patch_functions, position_rows
+
+    clean, corrupt = batches(tiny_model, 26)
+    pattern = position_rows([2, 5], *clean.shape)
+    blocks = [frozenset(["m0", "m1"]), frozenset(["a0.h1", "a1.h2"])]
+    which, branch, key = activation_patch_functions(blocks, clean.shape[0], pattern)
+    stacked = [torch.cat([clean, clean]), torch.cat([corrupt, corrupt])]
+    logits = tiny_engine.run(stacked, which, branch, key=key).logits
+    first = _nodes_replaced_at(tiny_model, clean, corrupt, mlps=[0, 1], positions=[2, 5])
+    second = _nodes_replaced_at(tiny_model, clean, corrupt, heads=[(0, 1), (1, 2)], positions=[2, 5])
+    torch.testing.assert_close(logits, torch.cat([first, second]), atol=ATOL, rtol=0)

@@ -136,7 +136,8 @@ class Engine:
     ``which(path)`` says what a path reads: an input index, a LongTensor (B,) of input
     indices (one per example), or (B, T) (one per example and position).
     ``branch(path)`` says where to split: an unsplit prefix is one ordinary forward on
-    ``which(prefix)``.  Paths and names are described in :mod:`causal_hypotheses.graph`.
+    ``which(prefix)``.  It answers True, False, a bool tensor (B,) to split some examples only,
+    or (B, T) to split some entries only (the rest read ``which(path)``).  Paths and names are described in :mod:`causal_hypotheses.graph`.
     """
 
     def __init__(self, model, *, cache_bytes: int = 2 * 1024**3, max_paths: int = 200_000) -> None:

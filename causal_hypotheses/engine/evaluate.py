@@ -30,6 +30,7 @@ import torch
 from . import ir
 from .flops import Costs, Work
 from .ir import Op
+from .plan import entry_mask
 
 # A sum of changes that together cover more than this share of the entries some consumer reads
 # is accumulated densely, in whole (B * T, ...) tensors (Evaluator._dense_sum); below it, at the
@@ -91,8 +92,8 @@ class Evaluator:
         return need.any(1).nonzero().flatten()
 
     def _within(self, need: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor:
-        """``need`` restricted to the examples in ``rows`` (B,)."""
-        rows = rows.to(self.device)[:, None].expand(self.B, self.T)
+        """``need`` restricted to the examples in ``rows`` (B,), or the entries in ``rows`` (B, T)."""
+        rows = entry_mask(rows.to(self.device), self.T)
         return rows if need is None else need & rows
 
     def _selection(self, key, index: torch.Tensor):
@@ -392,7 +393,8 @@ class Evaluator:
         return SparseOverride(base, union, flat if union.numel() == whole else flat[union])
 
     def _mix(self, mask: torch.Tensor, own: SparseOverride, other: SparseOverride, need) -> SparseOverride:
-        """``own`` for the examples in ``mask`` (B,), ``other`` for the rest."""
+        """``own`` for the examples in ``mask`` (B,) or the entries in ``mask`` (B, T), ``other``
+        for the rest."""
         mask = mask.to(self.device)
         if own.base is not None and other.base is not None and own.base[0] == other.base[0]:
             own = self._rebase(own, other.base, self._within(need, mask))
@@ -402,7 +404,8 @@ class Evaluator:
 
         def compute(examples):
             first, second = self.dense(own, examples), self.dense(other, examples)
-            return torch.where(mask[examples].view(-1, *([1] * (first.dim() - 1))), first, second)
+            chosen = mask[examples]
+            return torch.where(chosen.view(*chosen.shape, *([1] * (first.dim() - chosen.dim()))), first, second)
 
         return self._dense_patch(need, compute)
 
@@ -597,7 +600,7 @@ def live_entries(order: list, planner) -> dict:
             need[child.id] = None if entries is None else need[child.id] | entries
 
     def rows(mask, entries):
-        mask = mask[:, None].expand(batch, seq)
+        mask = entry_mask(mask, seq)
         return mask if entries is None else entries & mask
 
     def prefix(entries):

@@ -42,7 +42,8 @@ class Selector:
 
 
 class Mask:
-    """Examples (B,) for which ``branch`` split the computation; the rest were gathered."""
+    """Where ``branch`` split the computation, the rest gathered: examples (B,) or, for a split
+    at some positions only, entries (B, T)."""
 
     __slots__ = ("rows", "key")
 
@@ -97,19 +98,23 @@ class Planner:
         answer = self._branch(path)
         expected = (
             f"expected True (split the computation here), False, or a bool tensor ({self.batch},) "
-            "to split some examples only"
+            f"to split some examples only, or ({self.batch}, {self.seq}) to split some positions only"
         )
-        if isinstance(answer, torch.Tensor) and answer.dim() == 1 and answer.numel() == self.batch:
+        if isinstance(answer, torch.Tensor) and tuple(answer.shape) in ((self.batch,), (self.batch, self.seq)):
             if answer.dtype != torch.bool:
                 raise SelectorError(
-                    f"branch({tuple(path)}) returned a tensor of dtype {answer.dtype}; a per-example answer must be "
-                    f"a bool tensor ({self.batch},): convert it, e.g. (answer != 0)"
+                    f"branch({tuple(path)}) returned a tensor of dtype {answer.dtype}; a per-"
+                    f"{'example' if answer.dim() == 1 else 'position'} answer must be a bool tensor "
+                    f"{tuple(answer.shape)}: convert it, e.g. (answer != 0)"
                 )
             if bool(answer.all()):
                 return True
             if not bool(answer.any()):
                 return False
-            return self._intern_mask(answer.detach().cpu())
+            answer = answer.detach().cpu()
+            if answer.dim() == 2 and bool((answer == answer[:, :1]).all()):
+                answer = answer[:, 0].contiguous()  # the same at every position: a split of examples
+            return self._intern_mask(answer.contiguous())
         if isinstance(answer, torch.Tensor):
             if answer.dim() != 0:
                 raise SelectorError(f"branch({tuple(path)}) returned a tensor of shape {tuple(answer.shape)}; {expected}")
@@ -127,7 +132,7 @@ class Planner:
         )
 
     def _intern_mask(self, mask: torch.Tensor) -> "Mask":
-        key = ("mask", mask.numpy().tobytes())
+        key = ("mask", tuple(mask.shape), mask.numpy().tobytes())
         found = self.masks.get(key)
         if found is None:
             found = self.masks[key] = Mask(mask, key)
@@ -189,9 +194,9 @@ class Planner:
         return found
 
     def _restrict(self, selector: Selector, mask: Mask, base: Selector) -> Selector:
-        per_position = "position" in (selector.kind, base.kind)
+        per_position = "position" in (selector.kind, base.kind) or mask.rows.dim() == 2
         chosen = self._tensor(selector, per_position)
-        rows = mask.rows[:, None] if per_position else mask.rows
+        rows = mask.rows[:, None] if per_position and mask.rows.dim() == 1 else mask.rows
         return self._normalise(torch.where(rows, chosen, self._tensor(base, per_position)).contiguous(), ())
 
     def _intern(self, kind: str, index) -> Selector:
@@ -356,7 +361,7 @@ class Planner:
         if not isinstance(source, Vector) or source.node.op is not Op.MIX:
             return source
         mix = source.node
-        if bool((mask.rows & ~self.masks[mix.spec.mask].rows).any()):
+        if bool((entry_mask(mask.rows, self.seq) & ~entry_mask(self.masks[mix.spec.mask].rows, self.seq)).any()):
             return source
         return FromResidual(mix.children[0].children[0])  # mix(proj(resid), gather)
 
@@ -384,6 +389,11 @@ class Planner:
             return Vector(self.node(ir.Mix(split.key), (own, other)))
 
         return self._memoised(path, build)
+
+
+def entry_mask(rows: torch.Tensor, seq: int) -> torch.Tensor:
+    """A mask of examples (B,) or entries (B, T) as entries (B, T)."""
+    return rows[:, None].expand(rows.shape[0], seq) if rows.dim() == 1 else rows
 
 
 # What the planner passes around while building (never part of the plan itself).

@@ -122,39 +122,25 @@ class _Blocks:
         chosen[blocks] = self.pattern * source
         return chosen.flatten(0, 1)
 
-    def split(self, needs: list[bool]):
-        if self.k == 1:
-            return needs[0]
-        return torch.tensor(needs).repeat_interleave(self.b)
-
-
-def _check_position_patch(block_nodes: Sequence[frozenset], pattern) -> None:
-    """Refuse what the plan cannot compute: a patched node reads the base run wherever the pattern
-    leaves it unpatched, which is wrong where an earlier patched node of its block has changed
-    its input, i.e. at an unpatched position after a patched one (causal attention spares the
-    positions before).  Patterns that patch a suffix of each row, and single nodes, are exact."""
-    if pattern is None:
-        return
-    gaps = (pattern.cummax(dim=1).values > pattern).nonzero()  # (row, position) unpatched after a patched one
-    if len(gaps) == 0:
-        return
-    for nodes in block_nodes:
-        ordered = sorted(nodes, key=order)
-        if len(ordered) > 1 and order(ordered[0]) < order(ordered[-1]):
-            row, position = (int(i) for i in gaps[0])
-            raise PositionError(
-                f"nodes {ordered[0]!r} and {ordered[-1]!r} patched at some positions only: at position {position} of "
-                f"example {row}, which is not patched but follows a patched one, {ordered[-1]!r} would read the base "
-                f"run and miss {ordered[0]!r}'s patch (the engine cannot yet mix a read and a recomputed value by "
-                "position); patch a suffix of each prompt (e.g. positions=-1, or from the first position where the "
-                "prompts differ to the end), every position (positions=None), or one node at a time"
-            )
+    def split(self, needs: list):
+        """Per block: False, True, or a (B, T) mask of the positions to split at."""
+        if not any(isinstance(need, torch.Tensor) for need in needs):
+            if self.k == 1:
+                return needs[0]
+            return torch.tensor(needs).repeat_interleave(self.b)
+        shape = self.pattern.shape
+        chosen = torch.stack([need if isinstance(need, torch.Tensor) else torch.full(shape, need) for need in needs])
+        return chosen.flatten(0, 1)
 
 
 def activation_patch_functions(block_nodes: Sequence[frozenset], batch: int, pattern=None, source=1):
     """Block k: its nodes read input ``source`` (where ``pattern`` says), everything else input 0.
-    ``source`` is an input index or a LongTensor (B,) of one per example."""
-    _check_position_patch(block_nodes, pattern)
+    ``source`` is an input index or a LongTensor (B,) of one per example.
+
+    Where ``pattern`` leaves a patched node unpatched, the node is what the run computes: a
+    patched node below it in its block (the MLP 0 of ``["m0", "m1"]`` at position 5) changes it
+    at the later positions (m1 at 6 and 7), so there it is recomputed, and read from the source
+    at the patched positions only (a split by position)."""
     blocks = _Blocks(len(block_nodes), batch, pattern, source)
     by_name: dict[str, list[int]] = {}
     for k, nodes in enumerate(block_nodes):
@@ -166,14 +152,18 @@ def activation_patch_functions(block_nodes: Sequence[frozenset], batch: int, pat
     def which(path):
         return blocks.select(by_name.get(path[-1], []))
 
+    unpatched = None if pattern is None else ~pattern.bool()
+
+    def split_for(last, place, nodes, first):
+        if last in nodes:  # patched: recomputed where the pattern leaves it, if a patch below reaches it
+            return unpatched if unpatched is not None and place > first else False
+        return place > first or any(strictly_contains(last, n) for n in nodes)
+
     def branch(path):
         last = path[-1]
         if last not in splits:  # split what follows a patched node, or contains one
             place = order(last)
-            splits[last] = blocks.split([
-                last not in nodes and (place > first or any(strictly_contains(last, n) for n in nodes))
-                for nodes, first in zip(block_nodes, earliest)
-            ])
+            splits[last] = blocks.split([split_for(last, place, nodes, first) for nodes, first in zip(block_nodes, earliest)])
         return splits[last]
 
     return which, branch, (lambda path: 0)
