@@ -14,6 +14,7 @@ import sys
 import warnings
 from pathlib import Path as FilePath
 
+from ..drawing import group_by_layer
 from .ir import Delta, Gather, MaskedDelta, Mix, Mlp, Sum
 
 PALETTE = ["#9ecae1", "#fdae6b", "#a1d99b", "#bcbddc", "#fc9272", "#fdd0a2", "#c7e9c0", "#dadaeb"]
@@ -84,37 +85,6 @@ def plan_to_digraph(root, selectors: dict, n_inputs: int):
     legend = ", ".join(f"input {i}" for i in range(n_inputs))
     dot.attr(label=f"colours: {legend}; grey = chosen per example or position", fontsize="10")
     return dot
-
-
-def group_by_layer(dot, placed, per_row: int | None = None) -> None:
-    """Lay drawn components out by layer: one rank (a column left to right under ``rankdir=LR``, a
-    row under ``BT``) per place in the residual stream (``embed``, then each layer's attention
-    heads, then its MLP), or several of at most ``per_row`` nodes, each place labelled at its
-    first rank ("layer 5 attention"); invisible edges chain the labels in residual-stream order,
-    so the ranks follow the residual stream from the input to the output.  ``placed``: (node id,
-    component name) pairs.  Clusters are avoided on purpose: an edge that skips layers would have
-    to go around each cluster between its ends, which spreads the drawing sideways."""
-    from ..graph import component
-
-    places: dict[int, list[str]] = {}  # place in the residual stream (embed -1, a{L} 2L, m{L} 2L+1) -> node ids
-    for node_id, name in placed:
-        places.setdefault(component(name).order, []).append(node_id)
-    dot.attr(newrank="true")
-    previous = None
-    for order in sorted(places):
-        ids = places[order]
-        layer, is_mlp = divmod(order, 2)
-        text = "embedding" if order < 0 else f"layer {layer} {'MLP' if is_mlp else 'attention'}"
-        for k, start in enumerate(range(0, len(ids), per_row or len(ids))):
-            label = f"row_{order + 1}_{k}"
-            with dot.subgraph(name=f"rank_{order + 1}_{k}") as rank:
-                rank.attr(rank="same")
-                rank.node(label, text if k == 0 else "", shape="plaintext", style="", fontcolor="#777777", fontsize="10")
-                for node_id in ids[start : start + (per_row or len(ids))]:
-                    rank.node(node_id)
-            if previous is not None:
-                dot.edge(previous, label, style="invis")
-            previous = label
 
 
 def dot_program() -> str | None:
