@@ -1,6 +1,8 @@
 """Drawing the treeified computation; rendering with or without a dot program."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from causal_hypotheses import render
@@ -66,8 +68,6 @@ def test_the_plan_is_laid_out_by_layer(tiny_engine, tiny_tokens):
 def drawn(dot):
     """A hypothesis drawing's nodes {id: label} and its arrows (child, parent), the layout's
     invisible ones left out."""
-    import re
-
     source = dot.source
     labels = {node: label.strip('"') for node, label in re.findall(r'^\s*(\w+) \[label=("[^"]*"|[^\s\]]+)', source, flags=re.M)}
     arrows = [(a, b) for a, b, rest in re.findall(r"^\s*(\w+) -> (\w+)(.*)$", source, flags=re.M) if "invis" not in rest]
@@ -198,3 +198,74 @@ def test_the_large_hypothesis_renders_at_a_readable_size():
     svg = drawing.to_svg(Hypothesis({path: None for path in ioi_found_paths()}).visualise())
     width, height = (float(x) for x in re.search(r'<svg width="([\d.]+)pt" height="([\d.]+)pt"', svg).groups())
     assert width < 2500 and height < 2500, (width, height)
+
+
+# A large plan: cut at a depth (engine/drawing.py) -----------------------------------------------------
+
+
+def plan_graph(dot):
+    """A plan drawing's plan nodes, summary nodes {id: label} and arrows (child, parent)."""
+    labels, arrows = drawn(dot)
+    nodes = {node for node in labels if node.isdigit()}
+    return nodes, {n: label for n, label in labels.items() if n.startswith("below_")}, arrows
+
+
+def distances(nodes, arrows):
+    """Each node's fewest arrows to the output, read off the whole drawing."""
+    parents = {}
+    for child, parent in arrows:
+        parents.setdefault(parent, []).append(child)
+    root = next(n for n in nodes if not any(child == n for child, _ in arrows))
+    distance, frontier = {root: 0}, [root]
+    while frontier:
+        following = []
+        for node in frontier:
+            for child in parents.get(node, []):
+                if child not in distance:
+                    distance[child] = distance[node] + 1
+                    following.append(child)
+        frontier = following
+    return distance, parents
+
+
+def test_a_plan_cut_at_a_depth_draws_the_nodes_above_it_and_counts_the_rest(tiny_engine, tiny_tokens):
+    from causal_hypotheses import InputError
+
+    result = tiny_engine.run(list(tiny_tokens), lambda p: len(p) % 2, lambda p: True)
+    whole = drawing.plan_to_digraph(result.root, result._planner.selectors, result.n_inputs, depth=None)
+    nodes, summaries, arrows = plan_graph(whole)
+    assert not summaries and len(nodes) == 33
+    distance, parents = distances(nodes, arrows)
+    cut_nodes, cut_summaries, cut_arrows = plan_graph(
+        drawing.plan_to_digraph(result.root, result._planner.selectors, result.n_inputs, depth=2))
+    assert cut_nodes == {n for n in nodes if distance[n] <= 2}
+    expected = {}
+    for node in cut_nodes:
+        hidden_inputs = [c for c in parents.get(node, []) if distance[c] > 2]
+        if hidden_inputs:
+            below, stack = set(), list(hidden_inputs)
+            while stack:
+                n = stack.pop()
+                if n not in below:
+                    below.add(n)
+                    stack += [c for c in parents.get(n, []) if distance[c] > 2]
+            expected[f"below_{node}"] = (f"{len(hidden_inputs)} input{'s' * (len(hidden_inputs) != 1)} not drawn:\n"
+                                         f"{len(below)} plan node{'s' * (len(below) != 1)} below")
+    assert expected and cut_summaries == expected
+    assert {(a, b) for a, b in cut_arrows if not a.startswith("below_")} == {(a, b) for a, b in arrows if a in cut_nodes and b in cut_nodes}
+    with pytest.raises(InputError, match="depth=0: expected a whole number >= 1"):
+        drawing.plan_to_digraph(result.root, result._planner.selectors, result.n_inputs, depth=0)
+
+
+def test_a_large_plan_is_cut_by_default(tiny_engine, tiny_tokens, monkeypatch):
+    """RunResult.visualise() draws a plan of more than MAX_DRAWN nodes cut at the deepest depth
+    within it (here the bound is lowered to 12 so that the tiny model's 33-node plan is large)."""
+    result = tiny_engine.run(list(tiny_tokens), lambda p: len(p) % 2, lambda p: True)
+    assert len(plan_graph(result.visualise())[0]) == 33  # within the bound: whole
+    monkeypatch.setattr(drawing, "MAX_DRAWN", 12)
+    dot = result.visualise()
+    nodes, summaries, _ = plan_graph(dot)
+    assert len(nodes) + len(summaries) <= 12
+    depth = int(re.search(r"cut at depth (\d+)", dot.source).group(1))
+    deeper = plan_graph(drawing.plan_to_digraph(result.root, result._planner.selectors, result.n_inputs, depth=depth + 1))
+    assert len(deeper[0]) + len(deeper[1]) > 12
