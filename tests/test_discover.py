@@ -199,3 +199,9 @@ def test_bad_arguments(tmp_path):
         discover(None, None, model="m", task_name="t", out=tmp_path / "test_x.py", n=8, seed=0, corruption="shuffle")
     with pytest.raises(InputError, match="check_n=0"):
         discover(None, None, model="m", task_name="t", out=tmp_path / "test_x.py", n=8, seed=0, check_n=0)
+
+    class Prompts:
+        clean = [[1, 2]] * 5
+
+    with pytest.raises(InputError, match="check_task has 5 prompts, but the written claims run on check_n=8"):
+        discover(None, None, model="m", task_name="t", out=tmp_path / "test_x.py", n=8, seed=0, check_task=Prompts())

@@ -118,6 +118,9 @@ def discover(
     out = FilePath(out)
     if not out.name.startswith("test_") or out.suffix != ".py":
         raise InputError(f"out={str(out)!r}: a claims module's name starts with 'test_' and ends with '.py' so that pytest collects it, e.g. circuits/test_ioi_found.py")
+    if check_task is not None and len(check_task.clean) != (check_n or n):
+        raise InputError(f"check_task has {len(check_task.clean)} prompts, but the written claims run on check_n="
+                         f"{check_n or n}; build it as pytest will: build_task(task_name, model, check_n, seed + 1)")
     measure, read = task_metric(engine, task, metric)
     corrupt = task.corrupt if corruption == "task" else task.clean.roll(1, 0)
     seconds: dict = {}
