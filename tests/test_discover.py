@@ -143,6 +143,7 @@ def _measured(low, high, effect=(1.0, 2.0)):
     (_draft(patching=True), 0.75, 0.8, (0.75, None, "carries")),
     (_draft("nothing"), -0.05, 0.1, (None, 0.1, "nothing")),
     (_draft("nothing"), -0.05, 0.11, (None, None, "")),
+    (_draft("nothing"), -0.25, -0.06, (None, 0.1, "nothing")),  # the rule's bar; the comment says it reaches below -0.1
 ])
 def test_the_bar_is_the_rules_for_the_whole_interval(draft, low, high, bars):
     bar = choose_bar(draft, _measured(low, high))
@@ -150,6 +151,7 @@ def test_the_bar_is_the_rules_for_the_whole_interval(draft, low, high, bars):
     # whatever is claimed, the measured interval clears it (the claim passes as written)
     assert bar.at_least is None or low >= bar.at_least
     assert bar.at_most is None or high <= bar.at_most
+    assert ("work against" in bar.why) == (bar.says == "nothing" and low < -0.1)
 
 
 def test_no_effect_or_no_measurement():

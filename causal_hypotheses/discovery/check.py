@@ -148,7 +148,8 @@ def choose_bar(draft: Draft, measured: Measured | None) -> Bar:
         return Bar(None, None, "", "the interval is undefined")
     if draft.says == "nothing":
         if high <= NOTHING:
-            return Bar(None, NOTHING, "nothing", f"the whole interval is at most {NOTHING:g}: the control does nothing")
+            against = f" (it reaches below -{NOTHING:g}: these heads may work against the behaviour)" if low < -NOTHING else ""
+            return Bar(None, NOTHING, "nothing", f"the whole interval is at most {NOTHING:g}: the control does nothing{against}")
         return Bar(None, None, "", f"the interval reaches above the noise bar {NOTHING:g}, so these "
                                    "random heads are no negative control")
     if low >= CARRIES:
