@@ -2,7 +2,9 @@
 
 ``discover`` loads a registered model and task (causal_hypotheses/claims/builtins.py), finds a
 circuit (attribution, then exact pruning: causal_hypotheses/discovery/) and writes it as a claims
-module with its findings CSV beside it.  Each long step shows a progress bar with its ETA.
+module with its findings CSV beside it, each claim measured first on the prompts it will run on and
+given the bar its interval supports (``--no-check``: not measured, and the module says so).  Each
+long step shows a progress bar with its ETA.
 """
 from __future__ import annotations
 
@@ -33,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     find.add_argument("--max-edges", type=int, default=0, help="edges tested exactly, by |score|, the others removed untested; 0 for all (default)")
     find.add_argument("--corruption", choices=("task", "resample"), default="resample",
                       help="another prompt of the batch, what the written module's scrubbing resamples (default), or the task's corrupt prompts")
+    find.add_argument("--no-check", action="store_true",
+                      help="write the claims without measuring them first: their bars are the rule's, unchecked, and "
+                           "the module says so (for a circuit too large to check now)")
     find.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -46,18 +51,25 @@ def main(argv: list[str] | None = None) -> int:
     loaded = load_model(args.model)
     task = build_task(args.task, loaded, args.n, args.seed)
     metric = args.metric or ("logit_diff" if task.answer is not None and task.distractor is not None else "loss")
+    # the prompts the written claims run on, as pytest builds them: check_n examples of seed + 1
+    check_task = None if args.no_check else build_task(args.task, loaded, args.check_n or args.n, args.seed + 1)
     result = discover(
         loaded.engine, task, model=args.model, task_name=args.task, out=args.out, n=args.n, seed=args.seed, check_n=args.check_n or None,
         metric=metric, method=args.method, steps=args.steps, threshold=args.threshold,
         budget=None if args.budget < 0 else args.budget,
         max_nodes=args.max_nodes or None, max_edges=args.max_edges or None, corruption=args.corruption,
-        progress=not args.quiet,
+        check_task=check_task, progress=not args.quiet,
     )
     found = result.found
     print(f"kept {int(found.edges.kept.sum())} of {len(found.edges)} edges ({found.runs} engine runs); "
           f"components: {', '.join(found.components())}")
     print(f"clean {found.clean:.3f}, corrupt {found.corrupt:.3f}, pruned graph {found.pruned:.3f}; "
           + ", ".join(f"{k} {v['cpu_s']} s CPU / {v['wall_s']} s wall" for k, v in result.seconds.items()))
+    for key, measured in (result.measured or {}).items():
+        print(f"checked {key.replace('_', ' ')}: {measured.statistic} {measured}")
+    if result.measured is not None and not result.claimed:
+        print("warning: no claim's measurement supports a bar under the rule, so the module claims nothing (pytest "
+              "collects no test from it); its comments give the numbers", file=sys.stderr)
     print(f"wrote {result.module} and {result.findings}; check it with: pytest {result.module}")
     return 0
 

@@ -14,6 +14,8 @@ import sys
 import warnings
 from pathlib import Path as FilePath
 
+from ..drawing import MAX_DRAWN, group_by_layer
+from ..errors import InputError
 from .ir import Delta, Gather, MaskedDelta, Mix, Mlp, Sum
 
 PALETTE = ["#9ecae1", "#fdae6b", "#a1d99b", "#bcbddc", "#fc9272", "#fdd0a2", "#c7e9c0", "#dadaeb"]
@@ -52,11 +54,27 @@ def _place(node, places: dict) -> str | None:
     return place
 
 
-def plan_to_digraph(root, selectors: dict, n_inputs: int):
+def plan_to_digraph(root, selectors: dict, n_inputs: int, *, depth="auto"):
     """A ``graphviz.Digraph``: gathers coloured by the input they read, edges toward the output,
-    and the nodes laid out by layer (one row per place in the residual stream, labelled)."""
+    and the nodes laid out by layer (one row per place in the residual stream, labelled).
+
+    The plan is a graph of shared nodes (a node computed once is drawn once).  ``depth=k`` (>= 1)
+    draws the nodes at most k edges from the output (by their shortest way) and collapses what
+    lies below each node at depth k into one dashed summary node saying how many plan nodes it
+    hides; ``None`` draws the whole plan.  The default ("auto", what ``RunResult.visualise()``
+    draws) draws a plan of at most ``MAX_DRAWN`` (150) nodes whole and cuts a larger one at the
+    deepest depth that keeps the drawing within 150 nodes (at least depth 1)."""
     import graphviz
 
+    distance = _distances(root)
+    if depth not in ("auto", None) and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
+        raise InputError(f"depth={depth!r}: expected a whole number >= 1 (the plan nodes drawn at most that many edges "
+                         "from the output, everything below collapsed), None for the whole plan, or 'auto'")
+    if depth == "auto":
+        depth = None
+        if len(distance) > MAX_DRAWN:
+            height = max(distance.values())
+            depth = max([k for k in range(1, height + 1) if _drawn_count(distance, k) <= MAX_DRAWN], default=1)
     dot = graphviz.Digraph("treeified", graph_attr={"rankdir": "BT"}, node_attr={"style": "filled", "fontname": "Helvetica"})
     seen, stack, places = set(), [root], {}
     while stack:
@@ -76,45 +94,57 @@ def plan_to_digraph(root, selectors: dict, n_inputs: int):
         else:
             dot.node(str(node.id), spec.label(), fillcolor="white", shape="ellipse")
         signs = spec.signs if isinstance(spec, Sum) else None
+        hidden = 0
         for i, child in enumerate(node.children):
+            if depth is not None and distance[child.id] > depth:
+                hidden += 1
+                continue
             label = ("+" if signs[i] > 0 else "−") if signs else ""
             dot.edge(str(child.id), str(node.id), label=label)
             stack.append(child)
-    group_by_layer(dot, [(str(i), place) for i, place in sorted(places.items()) if place is not None], per_row=12)
+        if hidden:
+            below = _hidden_below(node, distance, depth)
+            dot.node(f"below_{node.id}", f"{hidden} input{'s' * (hidden != 1)} not drawn:\n{below} plan node{'s' * (below != 1)} below",
+                     shape="box", style="dashed,filled", fillcolor="#f4f4f4", fontsize="10")
+            dot.edge(f"below_{node.id}", str(node.id), style="dashed")
+    group_by_layer(dot, [(str(i), place) for i, place in sorted(places.items()) if place is not None and i in seen],
+                   per_row=12)
     legend = ", ".join(f"input {i}" for i in range(n_inputs))
-    dot.attr(label=f"colours: {legend}; grey = chosen per example or position", fontsize="10")
+    cut = "" if depth is None else (f"\n{len(distance)} plan nodes, cut at depth {depth}: {len(seen)} drawn, "
+                                    "a dashed box per node whose inputs are not drawn")
+    dot.attr(label=f"colours: {legend}; grey = chosen per example or position{cut}", fontsize="10")
     return dot
 
 
-def group_by_layer(dot, placed, per_row: int | None = None) -> None:
-    """Lay drawn components out by layer: one rank (a column left to right under ``rankdir=LR``, a
-    row under ``BT``) per place in the residual stream (``embed``, then each layer's attention
-    heads, then its MLP), or several of at most ``per_row`` nodes, each place labelled at its
-    first rank ("layer 5 attention"); invisible edges chain the labels in residual-stream order,
-    so the ranks follow the residual stream from the input to the output.  ``placed``: (node id,
-    component name) pairs.  Clusters are avoided on purpose: an edge that skips layers would have
-    to go around each cluster between its ends, which spreads the drawing sideways."""
-    from ..graph import component
+def _distances(root) -> dict[int, int]:
+    """Each plan node's fewest edges from the output (breadth first)."""
+    distance, frontier = {root.id: 0}, [root]
+    while frontier:
+        following = []
+        for node in frontier:
+            for child in node.children:
+                if child.id not in distance:
+                    distance[child.id] = distance[node.id] + 1
+                    following.append(child)
+        frontier = following
+    return distance
 
-    places: dict[int, list[str]] = {}  # place in the residual stream (embed -1, a{L} 2L, m{L} 2L+1) -> node ids
-    for node_id, name in placed:
-        places.setdefault(component(name).order, []).append(node_id)
-    dot.attr(newrank="true")
-    previous = None
-    for order in sorted(places):
-        ids = places[order]
-        layer, is_mlp = divmod(order, 2)
-        text = "embedding" if order < 0 else f"layer {layer} {'MLP' if is_mlp else 'attention'}"
-        for k, start in enumerate(range(0, len(ids), per_row or len(ids))):
-            label = f"row_{order + 1}_{k}"
-            with dot.subgraph(name=f"rank_{order + 1}_{k}") as rank:
-                rank.attr(rank="same")
-                rank.node(label, text if k == 0 else "", shape="plaintext", style="", fontcolor="#777777", fontsize="10")
-                for node_id in ids[start : start + (per_row or len(ids))]:
-                    rank.node(node_id)
-            if previous is not None:
-                dot.edge(previous, label, style="invis")
-            previous = label
+
+def _drawn_count(distance: dict[int, int], depth: int) -> int:
+    """Nodes a cut at ``depth`` draws, with one summary per node at the cut (an upper bound: a node
+    at the cut whose inputs are all drawn has none)."""
+    return sum(1 for d in distance.values() if d <= depth) + sum(1 for d in distance.values() if d == depth)
+
+
+def _hidden_below(node, distance: dict[int, int], depth: int) -> int:
+    """How many plan nodes beyond the cut ``node`` reads, directly or through others beyond it."""
+    found, stack = set(), [child for child in node.children if distance[child.id] > depth]
+    while stack:
+        child = stack.pop()
+        if child.id not in found:
+            found.add(child.id)
+            stack.extend(grand for grand in child.children if distance[grand.id] > depth)
+    return len(found)
 
 
 def dot_program() -> str | None:

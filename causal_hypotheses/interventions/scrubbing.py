@@ -89,6 +89,19 @@ class Hypothesis:
     def components(self) -> set[str]:
         return {name for pattern in self.paths for name in pattern}
 
+    def visualise(self, *, depth="auto", merge="auto", ablation: str = "resample"):
+        """The hypothesis drawn as a ``graphviz.Digraph`` (render it with ``causal_hypotheses.render``
+        or show it in a notebook): its patterns as the tree they are, from the output toward the
+        input, laid out by layer.  ``depth=k`` collapses everything more than k steps from the
+        output into one summary node per cut subtree (how many paths and nodes it hides);
+        ``merge=True`` draws identical subtrees once.  By default a hypothesis of at most 150 tree
+        nodes is drawn whole, a larger one merged and, if still larger, cut at the deepest depth
+        that keeps 150 nodes (causal_hypotheses/drawing.py); ``depth=None, merge=False``: the whole
+        tree.  ``ablation``: what the note on an empty hypothesis says the inputs read."""
+        from ..drawing import hypothesis_digraph
+
+        return hypothesis_digraph(list(self.paths.items()), self.name, ablation, depth=depth, merge=merge)
+
 
 @dataclass(frozen=True)
 class ScrubResult(FractionOfChange):

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from ..claims.record import as_record
+from ..drawing import OTHER as _OTHER, hypothesis_digraph  # noqa: F401  (hypothesis_digraph lived here)
 from .table import Record, _VERDICT_COLOURS, _write_text, _num, threshold_text, value_text, _effect_text, summary_rows, verdict_counts
 from .plots import controls_svg, distribution_svg, value_svg
 
-
-_OTHER = {"resample": "its own random example", "mean": "the dataset mean of what it carries", "zero": "zero"}
 
 
 def hypothesis_note(ablation: str, resampling: str = "independent") -> str:
@@ -33,43 +32,6 @@ def hypothesis_note(ablation: str, resampling: str = "independent") -> str:
             f"the last component of a pattern the whole subtree reads that example. Every input not drawn reads "
             f"{_OTHER.get(ablation, ablation)} "
             f"({ablation} ablation, independent resampling). Arrows point toward the output.")
-
-
-def hypothesis_digraph(paths: Sequence, name: str, ablation: str):
-    """A ``graphviz.Digraph`` of a hypothesis: each pattern drawn from its input-side component
-    up to the output, with a note saying what the pattern's paths read; components grouped by
-    layer (a cluster per layer), so that a hypothesis of many paths is drawn in rows of layers."""
-    import graphviz
-
-    from ..engine.drawing import group_by_layer
-
-    other = _OTHER.get(ablation, ablation)
-    dot = graphviz.Digraph(
-        "hypothesis",
-        graph_attr={"rankdir": "LR", "fontname": "Helvetica", "fontsize": "10", "labelloc": "t",
-                    "label": f"hypothesis {name!r}"},
-        node_attr={"shape": "box", "style": "filled", "fillcolor": "#dbe9f6", "fontname": "Helvetica", "fontsize": "11"},
-        edge_attr={"fontname": "Helvetica", "fontsize": "9"},
-    )
-    dot.node("output", "output (logits)", shape="ellipse", fillcolor="white")
-    ids: dict[tuple, str] = {}  # one node per pattern prefix: the hypothesis is drawn as the tree it is
-    for k, (pattern, feature) in enumerate(paths):
-        above = "output"
-        for depth, component in enumerate(pattern):
-            prefix = tuple(pattern[: depth + 1])
-            if prefix not in ids:
-                ids[prefix] = f"c{len(ids)}"
-                dot.node(ids[prefix], component)
-                dot.edge(ids[prefix], above)
-            above = ids[prefix]
-        if feature is not None:  # without a note a pattern reads its parent's example
-            dot.node(f"note{k}", f"reads an example with the same {feature}", shape="note", fillcolor="#fff8dc", fontsize="9")
-            dot.edge(f"note{k}", above, style="dashed", arrowhead="none")
-    group_by_layer(dot, [(node_id, prefix[-1]) for prefix, node_id in ids.items()])
-    if not paths:
-        dot.node("empty", f"empty hypothesis: every input reads {other}", shape="note", fillcolor="#fff8dc")
-        dot.edge("empty", "output", style="dashed", arrowhead="none")
-    return dot
 
 
 def _inline_svg(svg: str) -> str:
