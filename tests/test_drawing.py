@@ -255,6 +255,9 @@ def test_a_plan_cut_at_a_depth_draws_the_nodes_above_it_and_counts_the_rest(tiny
     assert {(a, b) for a, b in cut_arrows if not a.startswith("below_")} == {(a, b) for a, b in arrows if a in cut_nodes and b in cut_nodes}
     with pytest.raises(InputError, match="depth=0: expected a whole number >= 1"):
         drawing.plan_to_digraph(result.root, result._planner.selectors, result.n_inputs, depth=0)
+    assert plan_graph(result.visualise(depth=2)) == (cut_nodes, cut_summaries, cut_arrows)  # the same through RunResult
+    with pytest.raises(InputError, match="depth=0: expected a whole number >= 1"):
+        result.visualise(depth=0)
 
 
 def test_a_large_plan_is_cut_by_default(tiny_engine, tiny_tokens, monkeypatch):

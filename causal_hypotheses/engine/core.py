@@ -118,11 +118,13 @@ class RunResult:
     def cache_hits(self) -> int:
         return self.stats.cache_hits
 
-    def visualise(self):
-        """The treeified computation as a ``graphviz.Digraph``, nodes coloured by input read."""
+    def visualise(self, *, depth="auto"):
+        """The treeified computation as a ``graphviz.Digraph``, nodes coloured by input read;
+        ``depth=`` as in :func:`causal_hypotheses.engine.drawing.plan_to_digraph` (by default a
+        plan of more than 150 nodes is cut at the deepest depth that keeps it within 150)."""
         from .drawing import plan_to_digraph
 
-        return plan_to_digraph(self.root, self._planner.selectors, self.n_inputs)
+        return plan_to_digraph(self.root, self._planner.selectors, self.n_inputs, depth=depth)
 
     visualise_path = visualise  # the seed's name
 
