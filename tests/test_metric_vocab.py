@@ -219,6 +219,40 @@ def test_path_patch_sweep_with_a_metric_indexing_ids_computes_those_and_equals_h
         close(fast.loc[0, head], float(hf_diff(hf, task).mean()))
 
 
+def test_a_metric_that_converts_the_logits_first_still_reads_only_what_it_indexes(model):
+    """``logits.float().cpu().detach()`` (as GPU code writes it) stays lazy: the runs compute the ids
+    indexed after it, at the last position, and the values equal HF's; ``.double()`` gives float64
+    values, as the full run's (within float32 rounding of the smaller products)."""
+    task = task_of(model, shared=False)
+    rows = torch.arange(B)
+
+    def diff(logits):
+        return logits[rows, -1, task.answer] - logits[rows, -1, task.distractor]
+
+    engine, runs = spied(model)
+    converted = path_patch_sweep(engine, task.clean, task.corrupt, ["a1.h3.q"], lambda logits: diff(logits.float().cpu().detach()),
+                                 chunk_size=3)
+    answers = len(set(task.answer.tolist()))
+    ids = len(set(task.answer.tolist()) | set(task.distractor.tolist()))
+    assert runs.columns == [(ids, answers)] * 2 and ids < model.config.vocab_size
+    assert all(result.logits.shape[1] == 1 for result in runs.results)  # the last position only
+    for head in range(4):
+        hf = hf_query_path_patched(model, task.clean, task.corrupt, (0, head), 1, 3)
+        close(converted.loc[0, head], float(hf_diff(hf, task).mean()))
+    seen = {}
+
+    def in_double(logits):
+        seen["dtype"] = logits.double().dtype
+        return diff(logits.double())
+
+    doubled = path_patch_sweep(Engine.from_hf(model), task.clean, task.corrupt, ["a1.h3.q"], in_double, chunk_size=3)
+    with pytest.warns(UserWarning, match="every run computed and unembedded all"):  # numpy reads it whole: the hint says so
+        whole = path_patch_sweep(Engine.from_hf(model), task.clean, task.corrupt, ["a1.h3.q"],
+                                 lambda logits: diff(torch.as_tensor(logits.numpy()).double()), chunk_size=3)
+    assert seen["dtype"] == torch.float64
+    close(doubled.values, whole.values, atol=1e-5)  # the fewer products round differently, as above
+
+
 def test_sweep_work_counts_the_columns_unembedded_later(tiny_model):
     """A run made for the answers' ids, then read at the distractors': its FLOPs hold both, and
     nothing else differs from the run of every column."""

@@ -6,8 +6,10 @@ do not exist yet.  Indexing it at some positions (``logits[:, -1]``, ``logits[:,
 engine computes and unembeds only what the metric reads; indexing vocabulary ids too
 (``logits[rows, -1, answer]``) computes those columns of the logits alone (``logit_vocab``), and
 ids read later at the same positions are unembedded from the run's final residual stream, not
-by running again.  Any other use (``logits.float()``, ``log_softmax(logits, -1)``, ``logits[0]``,
-printing) runs it at every position and column.  Either way the metric gets the values an
+by running again.  Conversions that act on each value alone (``.float()``, ``.double()``,
+``.cpu()``, ``.to(dtype or device)``, ``.detach()``) stay lazy: ``logits.float().cpu()[:, -1, ids]``
+reads as little as ``logits[:, -1, ids]``.  Any other use (``log_softmax(logits, -1)``,
+``logits[0]``, printing) runs it at every position and column.  Either way the metric gets the values an
 ordinary run gives (up to float rounding of the smaller products).
 """
 from __future__ import annotations
@@ -101,22 +103,43 @@ _METADATA = {
 }
 
 
+# Conversions of each value alone (a cast, a copy to another device): they commute with indexing,
+# so they are applied to what is read, after it is read.
+_ELEMENTWISE = {
+    torch.Tensor.float, torch.Tensor.double, torch.Tensor.half, torch.Tensor.bfloat16, torch.Tensor.cpu,
+    torch.Tensor.to, torch.Tensor.detach, torch.Tensor.contiguous,
+}
+
+
 class LazyLogits(torch.Tensor):
     """Rows ``rows`` of a :class:`Deferred` run's logits: (n, T, V), computed when read (see the
-    module docstring).  Shape, dtype and device are known without running anything."""
+    module docstring), then converted by ``after`` ((method, args, kwargs), ...: elementwise
+    conversions asked for before the read).  Shape, dtype and device are known without running
+    anything."""
 
     @staticmethod
-    def __new__(cls, deferred: Deferred, rows: slice):
+    def __new__(cls, deferred: Deferred, rows: slice, after: tuple = (), dtype=None, device=None):
         n = len(range(deferred.shape[0])[rows])
-        return torch.Tensor._make_wrapper_subclass(cls, (n, *deferred.shape[1:]), dtype=deferred.dtype,
-                                                   device=deferred.device)
+        return torch.Tensor._make_wrapper_subclass(cls, (n, *deferred.shape[1:]), dtype=dtype or deferred.dtype,
+                                                   device=device or deferred.device)
 
-    def __init__(self, deferred: Deferred, rows: slice) -> None:
+    def __init__(self, deferred: Deferred, rows: slice, after: tuple = (), dtype=None, device=None) -> None:
         self._deferred = deferred
         self._rows = rows
+        self._after = after
 
     def _values(self, positions: Positions | None = None, columns: Columns | None = None) -> torch.Tensor:
-        return self._deferred.logits(positions, columns)[self._rows]
+        values = self._deferred.logits(positions, columns)[self._rows]
+        for method, args, kwargs in self._after:
+            values = method(values, *args, **kwargs)
+        return values
+
+    def _converted(self, method, args: tuple, kwargs: dict) -> "LazyLogits":
+        """This tensor after ``method`` (one of _ELEMENTWISE), still lazy: its dtype and device are
+        those ``method`` gives an empty tensor of this one's."""
+        with torch._C.DisableTorchFunctionSubclass():
+            probe = method(torch.empty(0, dtype=self.dtype, device=self.device), *args, **kwargs)
+        return LazyLogits(self._deferred, self._rows, self._after + ((method, args, kwargs),), probe.dtype, probe.device)
 
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
@@ -124,6 +147,9 @@ class LazyLogits(torch.Tensor):
         if func in _METADATA:
             with torch._C.DisableTorchFunctionSubclass():
                 return func(*args, **kwargs)
+        if func in _ELEMENTWISE and args and isinstance(args[0], LazyLogits) \
+                and not any(isinstance(value, torch.Tensor) for value in (*args[1:], *kwargs.values())):
+            return args[0]._converted(func, tuple(args[1:]), kwargs)
         if func is torch.Tensor.__getitem__ and isinstance(args[0], LazyLogits) and len(args) == 2 and not kwargs:
             this, index = args
             read = index_reads(index, tuple(this.shape))
