@@ -194,6 +194,35 @@ def test_a_repaired_graph_is_written_without_a_faithfulness_claim(tmp_path):
     assert "n=7, seed=1" in text and "restored " + ", ".join(found.restored) in text
 
 
+def test_a_claim_whose_check_was_slow_is_written_heavy(tmp_path):
+    """A claim whose check took over HEAVY_SECONDS of CPU is marked heavy=True (the default run skips
+    it, --claims-heavy=run runs it), and its comment says how long it took; the others are not."""
+    import torch
+
+    from causal_hypotheses import Engine, random_gpt2
+    from causal_hypotheses.discovery import attribute, prune
+    from causal_hypotheses.discovery.check import HEAVY_SECONDS
+    from causal_hypotheses.discovery.write import drafts, write_claims
+
+    def metric(logits):
+        return logits[:, -1, 3] - logits[:, -1, 7]
+
+    model = random_gpt2("tiny", seed=1, std=0.1)
+    generator = torch.Generator().manual_seed(0)
+    clean, corrupt = (torch.randint(0, 512, (3, 6), generator=generator) for _ in range(2))
+    engine = Engine.from_hf(model)
+    scores = attribute(engine, clean, corrupt, metric)
+    change = abs(scores.clean - scores.corrupt)
+    found = prune(engine, clean, corrupt, metric, 0.1 * change, budget=0.1 * change, scores=scores, progress=False)
+    measured = {draft.key: Measured(0.9, 0.8, 0.95, (1.0, 2.0), "fraction", 1.0) for draft in drafts(found)}
+    measured["found_paths"] = Measured(0.9, 0.8, 0.95, (1.0, 2.0), "fraction", HEAVY_SECONDS + 30)
+    text = write_claims(tmp_path / "test_tiny_found.py", found, model="m", task="t", metric="logit_diff", n=3, seed=0,
+                        measured=measured).read_text()
+    assert "@pytest.mark.claim(at_least=0.75, heavy=True)\ndef test_found_paths_carry_the_behaviour" in text
+    assert f"Heavy: its check took {HEAVY_SECONDS + 30:.0f} s CPU" in text
+    assert text.count("heavy=True") == 1 and "@pytest.mark.claim(at_least=0.75)\ndef test_found_outputs_carry" in text
+
+
 def test_bad_arguments(tmp_path):
     with pytest.raises(InputError, match="starts with 'test_'"):
         discover(None, None, model="m", task_name="t", out=tmp_path / "found.py", n=8, seed=0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import random
 import sys
+import time
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -19,18 +20,26 @@ MATTERS = 0.1  # a component on a path matters: its patching fraction at least t
 NOTHING = 0.1  # random components (the negative control) do nothing: at most this
 DRAWS = 2  # the written marker's draws
 LEVEL = 0.95  # the claims' default confidence level, which the written marker leaves as it is
+HEAVY_SECONDS = 60.0  # a claim whose check took more CPU seconds is written heavy=True (plugin: --claims-heavy)
 
 
 @dataclass(frozen=True)
 class Measured:
     """A claim's measurement on the check prompts: value, its interval, the interval of the effect
-    there is to explain (clean - ablated, or None), and what the statistic is."""
+    there is to explain (clean - ablated, or None), what the statistic is, and the CPU seconds
+    the measurement took."""
 
     value: float
     low: float
     high: float
     effect: tuple[float, float] | None
     statistic: str
+    seconds: float = 0.0
+
+    @property
+    def heavy(self) -> bool:
+        """Whether the claim is written heavy=True: its check took over HEAVY_SECONDS of CPU."""
+        return self.seconds > HEAVY_SECONDS
 
     def __str__(self) -> str:
         return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
@@ -50,9 +59,9 @@ class Bar:
     def claimed(self) -> bool:
         return self.at_least is not None or self.at_most is not None
 
-    def marker(self) -> str:
+    def marker(self, heavy: bool = False) -> str:
         parts = [f"{name}={value:g}" for name, value in (("at_least", self.at_least), ("at_most", self.at_most)) if value is not None]
-        return f"@pytest.mark.claim({', '.join(parts)})"
+        return f"@pytest.mark.claim({', '.join(parts + ['heavy=True'] * heavy)})"
 
 
 @dataclass(frozen=True)
@@ -118,11 +127,12 @@ def measure_claims(drafts: list[Draft], engine, task, metric: str, seed: int, *,
 
     measured = {}
     for draft in tqdm(drafts, desc="checking the claims", unit="claim", disable=not progress, file=sys.stderr):
+        started = time.process_time()
         result = draft.run(engine, task, metric, seed)
         effect = getattr(result, "effect_ci", None)
         measured[draft.key] = Measured(float(result.value), float(result.ci[0]), float(result.ci[1]),
                                        None if effect is None else (float(effect[0]), float(effect[1])),
-                                       str(getattr(result, "statistic", "value")))
+                                       str(getattr(result, "statistic", "value")), time.process_time() - started)
     return measured
 
 

@@ -20,7 +20,7 @@ from ..errors import InputError
 from ..graph import component
 from ..metrics import get_metric, metric_reads
 from .attribution import attribute
-from .check import (CARRIES, DRAWS, LEVEL, NOTHING, Bar, Draft, Measured, choose_bar, faithfulness, measure_claims,
+from .check import (CARRIES, DRAWS, HEAVY_SECONDS, LEVEL, NOTHING, Bar, Draft, Measured, choose_bar, faithfulness, measure_claims,
                     path_patching, random_heads, scrubbing)
 from .prune import PrunedGraph, prune
 
@@ -223,8 +223,12 @@ def _claim_lines(draft: Draft, bar: Bar, measured: Measured | None) -> list[str]
     if not bar.claimed:
         return ["", "", *_comment(f"Not claimed. {draft.doc}  Measured on these prompts: {said}; {bar.why}, so no bar.  The experiment:"),
                 *[f"#     {line}" for line in body]]
-    return ["", "", *_comment(f"Measured on these prompts: {said}; {bar.why}." if measured is not None else f"{bar.why}."),
-            bar.marker(), f"def {draft.names[bar.says]}(claim):", f'    """{draft.doc}"""', *[f"    {line}" for line in body]]
+    heavy = measured is not None and measured.heavy
+    note = (f"  Heavy: its check took {measured.seconds:.0f} s CPU (over {HEAVY_SECONDS:g}), so `pytest` runs it under "
+            "--claims-heavy=run (with these numbers) or --claims-profile thorough (on more prompts), and otherwise skips it, "
+            "saying why." if heavy else "")
+    return ["", "", *_comment((f"Measured on these prompts: {said}; {bar.why}." if measured is not None else f"{bar.why}.") + note),
+            bar.marker(heavy), f"def {draft.names[bar.says]}(claim):", f'    """{draft.doc}"""', *[f"    {line}" for line in body]]
 
 
 def _comment(text: str) -> list[str]:
