@@ -235,7 +235,7 @@ class Engine:
         used = [planner.selectors[key] for node in order for key in node.spec.reads]
         rows_for, rows_tokens = _distinct_rows(flat, B, used, sorted(synthetic))
         misses_before, hits_before = self.cache.stats.misses, self.cache.stats.hits
-        acts, forwards = self.cache.activations(rows_tokens, self.adapter.capture)
+        acts, forwards = self.cache.activations(rows_tokens, self.adapter.capture, copy=False)  # only read
         extras = []
         for i in sorted(synthetic):  # one extra row each, after the distinct token rows
             item = synthetic[i]
