@@ -86,7 +86,8 @@ class ArchitectureAdapter(Protocol):
     # ---------------------------------------------------------------- gathers (evaluate.py)
     def site(self, acts: Activations, site: tuple, rows: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
         """Gather ``site`` of captured rows: ``rows`` (B,) whole rows -> (B, T, ...); rows and
-        ``positions`` (B, T) -> (B, T, ...); rows and positions (n,) -> (n, ...)."""
+        ``positions`` (B, T) -> (B, T, ...); rows and positions (n,) -> (n, ...).  Always a new
+        tensor (a copy), which the caller may write into."""
 
     # ---------------------------------------------------------------- components (evaluate.py)
     def qkv(self, layer: int, resid: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:

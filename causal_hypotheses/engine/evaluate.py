@@ -146,10 +146,9 @@ class Evaluator:
             if examples is not None:
                 rows = rows[examples]
                 positions = None if positions is None else positions[examples]
-            out = self._site(site, rows, positions)
+            out = self._site(site, rows, positions)  # a new tensor: written into below
             if patch.index.numel() == 0:
                 return out
-            out = out.clone()
         else:
             out = patch.values.new_zeros((count, self.T) + tuple(patch.values.shape[1:]))
         if patch.index.numel():
@@ -232,7 +231,8 @@ class Evaluator:
         differ = rows != other
         if not bool(differ.all()):
             index, rows, other, position = index[differ], rows[differ], other[differ], position[differ]
-        return SparseOverride(None, index, self._site(site, rows, position) - self._site(site, other, position))
+        change = self._site(site, rows, position)  # a new tensor: the difference is made in place
+        return SparseOverride(None, index, change.sub_(self._site(site, other, position)))
 
     def _needed(self, need: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The entries ``need`` lists (sorted), their examples and their positions, (n,) each;
