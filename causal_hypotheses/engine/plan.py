@@ -161,7 +161,7 @@ class Planner:
                 f"per example or ({self.batch}, {self.seq}) for one per example and position"
             )
         value = value.detach().to("cpu", torch.long)
-        low, high = int(value.min()), int(value.max())
+        low, high = (int(bound) for bound in torch.aminmax(value))
         if low < 0 or high >= self.n_inputs:
             bad = low if low < 0 else high
             raise SelectorError(f"{where} returned a tensor containing {bad}, out of range: expected {valid}")
