@@ -345,7 +345,7 @@ class Evaluator:
                 start = len(seen)
         if start:
             if seen_union.numel() == union.numel() and torch.equal(seen_union, union):
-                total = seen_total.clone()
+                total = seen_total  # only _last_sum holds it, and it is replaced below: added to in place
             else:  # the entries of the last sum that this one needs; the others start from zero
                 total = seen_total.new_zeros((union.numel(),) + tuple(seen_total.shape[1:]))
                 where = torch.searchsorted(union, seen_union).clamp(max=union.numel() - 1)
