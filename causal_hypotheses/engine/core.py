@@ -535,7 +535,10 @@ def _distinct_rows(flat: torch.Tensor, batch: int, selectors: list[Selector], sy
             used[selector.key] = index * batch + arange[:, None]  # (B, T) flat row ids
         else:
             used[selector.key] = index * batch + arange  # (B,)
-    needed = torch.unique(torch.cat([rows.flatten() for rows in used.values()]))
+    read = torch.zeros(flat.shape[0], dtype=torch.bool)  # marks, not a sort of every selector's rows
+    for rows in used.values():
+        read[rows.flatten()] = True
+    needed = read.nonzero().flatten()  # sorted, each once
     is_synthetic = torch.zeros(flat.shape[0], dtype=torch.bool)
     for i in synthetic:
         is_synthetic[i * batch : (i + 1) * batch] = True
