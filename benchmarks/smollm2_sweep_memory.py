@@ -19,6 +19,14 @@ Measured (issue 13; ``--threads 1``, 2-core machine shared with other jobs, load
 and 23.9 HF-forward equivalents) before the partial attention gathers, incremental residual
 sums and plan reuse; 10.4 and 9.5 CPU s (15.6 and 16.3) after; FLOPs 9.42 forwards either way
 (the floor: every later layer at the last position of each patched block), peak RSS 1.7 GB.
+Then (issue 13, "fast by default": runs read the activation cache's entries without a copy,
+deltas gather their rows in one flat gather, leaner planning of residual streams and of the
+rows a run reads; load average 1.0-3.1, old and new code back to back, four runs each): cold
+12.4, 13.8, 10.5, 11.3 CPU s before (16.3, 17.1, 19.5, 15.2 HF-forward equivalents; the HF
+forward itself took 0.54-0.81 CPU s), 10.9, 11.2, 9.9, 11.3 after (14.0, 13.7, 14.1, 16.7; the first
+run before the planning changes);
+warm 10.0-11.6 before, 8.9-10.7 after; peak RSS 1.68-1.74 GB before, 1.45-1.53 GB after; the
+same tables and FLOPs.
 """
 from __future__ import annotations
 

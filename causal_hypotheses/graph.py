@@ -215,7 +215,9 @@ class Path(tuple):
         return path
 
     def __add__(self, other: tuple) -> "Path":  # type: ignore[override]
-        return Path(tuple.__add__(self, tuple(other)), self.graph)
+        path = tuple.__new__(Path, tuple.__add__(self, tuple(other)))  # the planner extends paths often: no __new__ call
+        path.graph = self.graph
+        return path
 
     def __getitem__(self, index):  # type: ignore[override]
         item = tuple.__getitem__(self, index)

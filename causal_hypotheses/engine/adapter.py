@@ -86,7 +86,8 @@ class ArchitectureAdapter(Protocol):
     # ---------------------------------------------------------------- gathers (evaluate.py)
     def site(self, acts: Activations, site: tuple, rows: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
         """Gather ``site`` of captured rows: ``rows`` (B,) whole rows -> (B, T, ...); rows and
-        ``positions`` (B, T) -> (B, T, ...); rows and positions (n,) -> (n, ...)."""
+        ``positions`` (B, T) -> (B, T, ...); rows and positions (n,) -> (n, ...).  Always a new
+        tensor (a copy), which the caller may write into."""
 
     # ---------------------------------------------------------------- components (evaluate.py)
     def qkv(self, layer: int, resid: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
@@ -403,4 +404,7 @@ def take(source: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor | Non
     """Rows of ``source`` (U, T, ...): per example (B,), or per example and position (B, T)."""
     if positions is None:
         return source.index_select(0, rows)
+    if source.stride(0) == source.shape[1] * source.stride(1):  # (U, T) flatten to one dimension: a row gather
+        flat = source.flatten(0, 1)
+        return flat.index_select(0, (rows * source.shape[1] + positions).flatten()).view(tuple(rows.shape) + tuple(flat.shape[1:]))
     return source[rows, positions]

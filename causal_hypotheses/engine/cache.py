@@ -104,12 +104,15 @@ class ActivationCache:
         self._entries.clear()
         self._rows.clear()
 
-    def activations(self, tokens: torch.Tensor, capture) -> tuple[dict, int]:
+    def activations(self, tokens: torch.Tensor, capture, copy: bool = True) -> tuple[dict, int]:
         """Activations for ``tokens`` (U, T) in row order, and the number of forward passes run.
 
         ``capture(tokens)`` runs the model on rows that are not cached yet.  The result is
         a fresh copy (the run's working set), assembled before the newly captured rows are
-        stored: storing them may evict the entries that held the cached rows.
+        stored: storing them may evict the entries that held the cached rows.  With ``copy``
+        False, a caller that never writes into the result (the engine's runs) gets an
+        entry's (or the fresh capture's) own tensors where the rows asked are all of its rows
+        in order: no copy of every captured site.
         """
         keys = [row.numpy().tobytes() for row in tokens.cpu()]
         missing = [i for i, key in enumerate(keys) if key not in self._rows]
@@ -139,6 +142,10 @@ class ActivationCache:
         selected = []
         for source, rows in pieces:
             tree = fresh if source == "fresh" else self._entries[source].acts
+            size = len(missing) if source == "fresh" else len(self._entries[source].row_keys)
+            if not copy and rows == list(range(size)):  # the whole entry, in order: its own tensors
+                selected.append(tree)
+                continue
             index = torch.tensor(rows, device=tokens.device)
             selected.append(_index(tree, index))
         result = _concat(selected)

@@ -238,7 +238,7 @@ class Engine:
         used = [planner.selectors[key] for node in order for key in node.spec.reads]
         rows_for, rows_tokens = _distinct_rows(flat, B, used, sorted(synthetic))
         misses_before, hits_before = self.cache.stats.misses, self.cache.stats.hits
-        acts, forwards = self.cache.activations(rows_tokens, self.adapter.capture)
+        acts, forwards = self.cache.activations(rows_tokens, self.adapter.capture, copy=False)  # only read
         extras = []
         for i in sorted(synthetic):  # one extra row each, after the distinct token rows
             item = synthetic[i]
@@ -538,7 +538,10 @@ def _distinct_rows(flat: torch.Tensor, batch: int, selectors: list[Selector], sy
             used[selector.key] = index * batch + arange[:, None]  # (B, T) flat row ids
         else:
             used[selector.key] = index * batch + arange  # (B,)
-    needed = torch.unique(torch.cat([rows.flatten() for rows in used.values()]))
+    read = torch.zeros(flat.shape[0], dtype=torch.bool)  # marks, not a sort of every selector's rows
+    for rows in used.values():
+        read[rows.flatten()] = True
+    needed = read.nonzero().flatten()  # sorted, each once
     is_synthetic = torch.zeros(flat.shape[0], dtype=torch.bool)
     for i in synthetic:
         is_synthetic[i * batch : (i + 1) * batch] = True

@@ -66,6 +66,8 @@ class Evaluator:
         self.need = {node_id: entries.to(device) for node_id, entries in need.items()}
         self.no_entries = torch.zeros(0, dtype=torch.long, device=device)
         self._last_sum = None  # (changes, need, entries, their sum): see _changes_sum
+        self._needed_entries: dict[int, tuple] = {}  # id(need) -> (need, entries, examples, positions)
+        self._base_rows: dict[tuple, torch.Tensor] = {}  # (selector key, id(need)) -> rows: see _rows_at
 
     def captured(self, base) -> SparseOverride:
         """The captured ``base`` (site, selector key) with no overrides."""
@@ -145,10 +147,9 @@ class Evaluator:
             if examples is not None:
                 rows = rows[examples]
                 positions = None if positions is None else positions[examples]
-            out = self._site(site, rows, positions)
+            out = self._site(site, rows, positions)  # a new tensor: written into below
             if patch.index.numel() == 0:
                 return out
-            out = out.clone()
         else:
             out = patch.values.new_zeros((count, self.T) + tuple(patch.values.shape[1:]))
         if patch.index.numel():
@@ -226,10 +227,34 @@ class Evaluator:
     def _delta(self, spec: ir.Delta, node, args, need) -> SparseOverride:
         """The site read by one selector minus by another, at the entries where they differ."""
         site, chosen, base = spec.site, spec.chosen, spec.base
-        everything = self._entries(need)
-        index = everything[self._differs(chosen, base, everything)]
-        change = self.base_at((site, chosen), index) - self.base_at((site, base), index)
-        return SparseOverride(None, index, change)
+        index, _, position = self._needed(need)
+        rows, other = self._rows_at(chosen, need), self._rows_at(base, need, keep=True)
+        differ = rows != other
+        if not bool(differ.all()):
+            index, rows, other, position = index[differ], rows[differ], other[differ], position[differ]
+        change = self._site(site, rows, position)  # a new tensor: the difference is made in place
+        return SparseOverride(None, index, change.sub_(self._site(site, other, position)))
+
+    def _needed(self, need: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The entries ``need`` lists (sorted), their examples and their positions, (n,) each;
+        kept per ``need`` tensor (the nodes that one consumer reads share it, see live_entries)."""
+        found = self._needed_entries.get(id(need))
+        if found is None:
+            entries = self._entries(need)
+            found = self._needed_entries[id(need)] = (need, entries, entries // self.T, entries % self.T)  # holds need: its id stays its own
+        return found[1:]
+
+    def _rows_at(self, key, need: torch.Tensor | None, keep: bool = False) -> torch.Tensor:
+        """The captured row that selector ``key`` reads at each entry ``need`` lists (n,), at
+        the entry's own position; kept with ``keep`` (a selector that many nodes read)."""
+        found = self._base_rows.get((key, id(need))) if keep else None
+        if found is None:
+            _, example, position = self._needed(need)
+            rows, positions = self.rows_for[key]
+            found = rows[example] if positions is None else rows[example, position]
+            if keep:
+                self._base_rows[(key, id(need))] = found
+        return found
 
     def _rebase(self, patch: SparseOverride, base, need) -> SparseOverride:
         """The same value at the entries ``need`` lists, as overrides of ``base``, a read of
@@ -321,7 +346,7 @@ class Evaluator:
                 start = len(seen)
         if start:
             if seen_union.numel() == union.numel() and torch.equal(seen_union, union):
-                total = seen_total.clone()
+                total = seen_total  # only _last_sum holds it, and it is replaced below: added to in place
             else:  # the entries of the last sum that this one needs; the others start from zero
                 total = seen_total.new_zeros((union.numel(),) + tuple(seen_total.shape[1:]))
                 where = torch.searchsorted(union, seen_union).clamp(max=union.numel() - 1)

@@ -166,7 +166,7 @@ class Planner:
                 f"per example or ({self.batch}, {self.seq}) for one per example and position"
             )
         value = value.detach().to("cpu", torch.long)
-        low, high = int(value.min()), int(value.max())
+        low, high = (int(bound) for bound in torch.aminmax(value))
         if low < 0 or high >= self.n_inputs:
             bad = low if low < 0 else high
             raise SelectorError(f"{where} returned a tensor containing {bad}, out of range: expected {valid}")
@@ -219,10 +219,12 @@ class Planner:
     def gather(self, site: tuple, selector: Selector) -> Node:
         return self.node(ir.Gather(site, selector.key))
 
-    def _memoised(self, path: Path, build: Callable[[], object]):
+    def _memoised(self, path: Path, build: Callable[[], object], memo_key: tuple | None = None):
+        """``build()``, once per (last name, key) under ``key``; ``memo_key`` if already known."""
         if self._key is None:
             return build()
-        memo_key = (path[-1], self._key(path))
+        if memo_key is None:
+            memo_key = (path[-1], self._key(path))
         if memo_key in self._memo:
             self.memo_hits += 1
             return self._memo[memo_key]
@@ -251,11 +253,21 @@ class Planner:
     def residual(self, path: Path, where: str, layer: int) -> Node:
         """The residual stream read at ``path`` (an attention/MLP input or the final one)."""
         parts: list[tuple[tuple, Part]] = []
+        key, memo = self._key, self._memo
         for name, kind, l in self._writers(where, layer):
-            parts += self.writer(path + (name,), kind, l)
+            writer_path = path + (name,)
+            memo_key = None
+            if key is not None:  # most writers of most streams are planned already: found here, no call
+                memo_key = (name, key(writer_path))
+                found = memo.get(memo_key)
+                if found is not None:
+                    self.memo_hits += 1
+                    parts += found
+                    continue
+            parts += self.writer(writer_path, kind, l, memo_key)
         # The same writers' parts (memoised ones, as under ``key``) make the same stream: built once.
         # The entry holds the parts, so no id in its signature can be another object's.
-        signature = (where, layer, tuple(id(part) for _, part in parts))
+        signature = (where, layer, tuple([id(part) for _, part in parts]))
         found = self._residuals.get(signature)
         if found is not None:
             self.memo_hits += 1
@@ -290,8 +302,8 @@ class Planner:
             return terms[0]
         return self.node(ir.Sum(tuple(signs)), tuple(terms))
 
-    def writer(self, path: Path, kind: str, layer: int) -> list[tuple[tuple, "Part"]]:
-        """What one layer-level writer adds: [(site, part), ...]."""
+    def writer(self, path: Path, kind: str, layer: int, memo_key: tuple | None = None) -> list[tuple[tuple, "Part"]]:
+        """What one layer-level writer adds: [(site, part), ...] (``memo_key``: see _memoised)."""
 
         def build():
             if kind == "embed":
@@ -310,7 +322,7 @@ class Planner:
             rest = self._intern_mask(~split.rows)
             return [(s, ForExamples(split, part)) for s, part in parts] + [(site, ForExamples(rest, Read(self.select(path))))]
 
-        return self._memoised(path, build)
+        return self._memoised(path, build, memo_key)
 
     def attention(self, path: Path, layer: int) -> list[tuple[tuple, "Part"]]:
         parts = [self.head(path + (Component("attn", layer, h).name,), layer, h) for h in range(self.graph.n_heads)]

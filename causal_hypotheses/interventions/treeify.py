@@ -112,32 +112,81 @@ def _merged_children(nodes: list[TreeNode]) -> dict[str, list[TreeNode]]:
     return merged
 
 
-def resolve(tree: TreeNode, path: tuple, sampler: Sampler, unnamed) -> tuple[str, object]:
-    """("split", None) where the engine must look inside ``path[-1]``; otherwise
-    ("read", rows): the (n,) dataset rows (None: the example itself) the path reads, or
-    ``unnamed`` called with the place when the input is outside the hypothesis and ablated
-    by a fixed input (mean or zero ablation: ``unnamed`` returns its marker)."""
-    nodes, reference, terminal = [tree], IDENTITY, False
-    last = len(path) - 1
-    for k, element in enumerate(path):
-        children = _merged_children(nodes)
-        if any(name != element and within(element, name) for name in children):
-            if k == last:
+class _Walk:
+    """Where the walk down the correspondence stands after a path's first elements: the
+    named nodes reached, their merged children, the reference the next input agrees with,
+    and whether a pattern ended on the way (the rest of the path then reads ``reference``)."""
+
+    __slots__ = ("nodes", "children", "reference", "terminal")
+
+    def __init__(self, nodes: list[TreeNode], reference, terminal: bool) -> None:
+        self.nodes, self.reference, self.terminal = nodes, reference, terminal
+        self.children = _merged_children(nodes)
+
+
+class Resolver:
+    """``resolve`` for every path of one scrubbed run, walking each path prefix once.
+
+    The engine asks about every path of the treeified computation, each one element longer
+    than a path it asked about before; the walk's state after each prefix is kept, so a path
+    costs one step from its parent's state instead of a walk from the output.  Samples come
+    from the sampler's log once drawn, so the answers are those of walking from the root."""
+
+    def __init__(self, tree: TreeNode, sampler: Sampler, unnamed) -> None:
+        self.sampler, self.unnamed = sampler, unnamed
+        self._states: dict[tuple, _Walk | tuple] = {(): _Walk([tree], IDENTITY, False)}
+        self._answers: dict[tuple, tuple[str, object]] = {}
+
+    def __call__(self, path: tuple) -> tuple[str, object]:
+        """("split", None) where the engine must look inside ``path[-1]``; otherwise
+        ("read", rows): the (n,) dataset rows (None: the example itself) the path reads, or
+        ``unnamed`` called with the place when the input is outside the hypothesis and
+        ablated by a fixed input (mean or zero ablation: ``unnamed`` returns its marker)."""
+        answer = self._answers.get(path)
+        if answer is None:
+            answer = self._answers[path] = self._resolve(path)
+        return answer
+
+    def _resolve(self, path: tuple) -> tuple[str, object]:
+        if path:
+            parent = self._state(path[:-1])
+            if isinstance(parent, tuple):  # the walk ended above: the whole subtree reads there
+                return parent
+            element = path[-1]
+            if any(name != element and within(element, name) for name in parent.children):
                 return "split", None  # something named lies inside this element
+        state = self._state(path)
+        if isinstance(state, tuple):
+            return state
+        return ("split", None) if state.children else ("read", state.reference)
+
+    def _state(self, prefix: tuple) -> _Walk | tuple:
+        """The walk after ``prefix``, or the ("read", rows) answer where it ended."""
+        found = self._states.get(prefix)
+        if found is None:
+            parent = self._state(prefix[:-1])
+            found = parent if isinstance(parent, tuple) else self._step(parent, prefix)
+            self._states[prefix] = found
+        return found
+
+    def _step(self, walk: _Walk, prefix: tuple) -> _Walk | tuple:
+        """One element further: into the named nodes that ``prefix[-1]`` lies inside."""
+        element, children = prefix[-1], walk.children
         matched = sorted((name for name in children if within(name, element)), key=lambda name: name.count("."))
         if not matched:
-            if terminal:
-                return "read", reference
-            return "read", unnamed(tuple(path[: k + 1]))
-        nodes = []
+            return "read", (walk.reference if walk.terminal else self.unnamed(prefix))
+        nodes, reference, terminal = [], walk.reference, walk.terminal
         for name in matched:  # coarse to fine: a finer node's feature is relative to the coarser one's sample
             for node in children[name]:
-                reference = sampler.agreeing(tuple(path[:k]) + (name,), reference, node.feature)
+                reference = self.sampler.agreeing(prefix[:-1] + (name,), reference, node.feature)
                 terminal = terminal or node.terminal
                 nodes.append(node)
-    if _merged_children(nodes):
-        return "split", None
-    return "read", reference
+        return _Walk(nodes, reference, terminal)
+
+
+def resolve(tree: TreeNode, path: tuple, sampler: Sampler, unnamed) -> tuple[str, object]:
+    """One path's answer (see ``Resolver.__call__``), walking from the output."""
+    return Resolver(tree, sampler, unnamed)(tuple(path))
 
 
 def scrub_functions(tree: TreeNode, sampler: Sampler, fixed_input: int | None = None):
@@ -156,12 +205,14 @@ def scrub_functions(tree: TreeNode, sampler: Sampler, fixed_input: int | None = 
             return rows
         return (rows - examples) % n  # copy j holds row (i + j) mod n at place i
 
+    resolve_path = Resolver(tree, sampler, unnamed)
+
     def which(path):
-        kind, rows = resolve(tree, tuple(path), sampler, unnamed)
+        kind, rows = resolve_path(tuple(path))
         return as_input(rows)
 
     def branch(path):
-        return resolve(tree, tuple(path), sampler, unnamed)[0] == "split"
+        return resolve_path(tuple(path))[0] == "split"
 
     return which, branch
 
