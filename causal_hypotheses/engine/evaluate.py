@@ -221,6 +221,17 @@ class Evaluator:
     def _delta(self, spec: ir.Delta, node, args, need) -> SparseOverride:
         """The site read by one selector minus by another, at the entries where they differ."""
         site, chosen, base = spec.site, spec.chosen, spec.base
+        (rows, positions), (other, other_positions) = self.rows_for[chosen], self.rows_for[base]
+        if need is None and positions is None and other_positions is None:  # whole examples: row gathers
+            differ = rows != other
+            if bool(differ.all()):
+                index = self._needed(None)[0]
+            else:
+                examples = differ.nonzero().flatten()
+                rows, other = rows[examples], other[examples]
+                index = (examples[:, None] * self.T + torch.arange(self.T, device=self.device)).flatten()
+            change = self._site(site, rows, None)  # (r, T, ...), a new tensor: the difference is made in place
+            return SparseOverride(None, index, change.sub_(self._site(site, other, None)).flatten(0, 1))
         index, _, position = self._needed(need)
         rows, other = self._rows_at(chosen, need), self._rows_at(base, need, keep=True)
         differ = rows != other
