@@ -17,8 +17,9 @@ with other jobs, load average 1.2-2.3; old and new code run back to back; same r
 time: n=16 fraction recovered 0.6236108736943136, scrubbed 2.924397587776184; n=96 with two draws
 0.6802611764192119, scrubbed 3.4357107812538743; node evaluations 1,896 and 3,792):
 
-    n=16, one draw    33.6 CPU s before, 26.4 and 23.0 after (cProfile: 22.1 M calls -> 4.2 M)
-    n=96, two draws   197.8 CPU s before, 182.3 after
+    n=16, one draw    33.6, 30.4, 24.3, 28.5 CPU s before; 19.6 and 18.5 with every change
+                      (planning 8.4 -> 2.6 CPU s; cProfile: 22.1 M calls -> 4.2 M)
+    n=96, two draws   197.8 CPU s before, 177.2 after
 
 At n=16 the walk of the correspondence from the output for every path (resolve: 10 s under
 cProfile) and the per-delta bookkeeping dominated; both are gone.  What is left at n=96 is

@@ -121,6 +121,33 @@ def test_the_result_is_a_copy_the_run_may_not_alias_the_cache():
     assert forwards == 0 and torch.equal(second["x"], rows.double())
 
 
+def test_without_copy_a_whole_entry_in_order_is_handed_back_as_is():
+    """copy=False (the engine's runs, which only read): an entry's rows asked whole and in order
+    come back as the entry's own tensors; anything else is assembled as before."""
+    cache = ActivationCache(1024)
+    rows = torch.arange(6).reshape(3, 2)
+    first, _ = cache.activations(rows, lambda r: {"x": r.double()}, copy=False)
+    again, forwards = cache.activations(rows, lambda r: {"x": r.double()}, copy=False)
+    assert forwards == 0 and again["x"] is first["x"] and torch.equal(again["x"], rows.double())
+    reordered, forwards = cache.activations(rows[[2, 0]], lambda r: {"x": r.double()}, copy=False)
+    assert forwards == 0 and reordered["x"] is not first["x"] and torch.equal(reordered["x"], rows[[2, 0]].double())
+
+
+def test_engine_runs_leave_the_cached_activations_as_captured(tiny_model):
+    """The engine reads cache entries without copying them: after every experiment, each entry
+    still holds what a fresh capture of its rows gives."""
+    engine = Engine.from_hf(tiny_model, cache_bytes=2**30)
+    for inputs, which, branch, lp in experiments():
+        engine.run(inputs, which, branch, logit_positions=lp)
+    assert engine.cache._entries
+    for entry in engine.cache._entries.values():
+        rows = torch.tensor(np.stack([np.frombuffer(key, dtype=np.int64) for key in entry.row_keys]))
+        fresh = engine.adapter.capture(rows)
+        for name, value in entry.acts.items():
+            for kept, captured in zip(value if isinstance(value, list) else [value], fresh[name] if isinstance(value, list) else [fresh[name]]):
+                assert torch.equal(kept, captured), name
+
+
 def test_zero_budget_disables_caching_quietly(tiny_model, caplog):
     engine = Engine.from_hf(tiny_model, cache_bytes=0)
     with caplog.at_level(logging.INFO, logger="causal_hypotheses.cache"):

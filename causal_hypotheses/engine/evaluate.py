@@ -106,11 +106,6 @@ class Evaluator:
             return rows[example], position
         return rows[example, position], positions[example, position]
 
-    def _differs(self, key, other, index: torch.Tensor) -> torch.Tensor:
-        """(n,) bool: whether selectors ``key`` and ``other`` read different captured rows at
-        entries ``index`` (both read the entry's own position)."""
-        return self._selection(key, index)[0] != self._selection(other, index)[0]
-
     def base_at(self, base, index: torch.Tensor) -> torch.Tensor:
         """The captured ``base`` (site, selector key) at entries ``index`` (n,): (n, ...)."""
         examples = self._whole_examples(index)
@@ -227,6 +222,17 @@ class Evaluator:
     def _delta(self, spec: ir.Delta, node, args, need) -> SparseOverride:
         """The site read by one selector minus by another, at the entries where they differ."""
         site, chosen, base = spec.site, spec.chosen, spec.base
+        (rows, positions), (other, other_positions) = self.rows_for[chosen], self.rows_for[base]
+        if need is None and positions is None and other_positions is None:  # whole examples: row gathers
+            differ = rows != other
+            if bool(differ.all()):
+                index = self._needed(None)[0]
+            else:
+                examples = differ.nonzero().flatten()
+                rows, other = rows[examples], other[examples]
+                index = (examples[:, None] * self.T + torch.arange(self.T, device=self.device)).flatten()
+            change = self._site(site, rows, None)  # (r, T, ...), a new tensor: the difference is made in place
+            return SparseOverride(None, index, change.sub_(self._site(site, other, None)).flatten(0, 1))
         index, _, position = self._needed(need)
         rows, other = self._rows_at(chosen, need), self._rows_at(base, need, keep=True)
         differ = rows != other
@@ -263,10 +269,12 @@ class Evaluator:
         index, values = self._keep(patch.index, patch.values, need)
         if patch.base == base:
             return SparseOverride(base, index, values)
-        entries = self._entries(need)
-        differ = self._differs(patch.base[1], base[1], entries)
-        if index.numel():
-            differ[torch.isin(entries, index)] = False
+        entries = self._needed(need)[0]
+        differ = self._rows_at(patch.base[1], need, keep=True) != self._rows_at(base[1], need, keep=True)
+        if index.numel():  # entries (sorted) that ``index`` (a subset of them) lists already
+            listed = torch.zeros(self.B * self.T, dtype=torch.bool, device=self.device)
+            listed[index] = True
+            differ &= ~listed[entries]
         extra = entries[differ]
         if extra.numel() == 0:
             return SparseOverride(base, index, values)
