@@ -3,7 +3,7 @@
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/scrub_large.py [--n 16] [--draws 1] [--paths 671] [--profile]
 
 Loads the registered ``smollm2`` model, builds the ``ioi`` task (n prompts, task seed 1) and
-scrubs it under the hypothesis of ``circuits/findings/ioi-smollm2-discovered/ioi_found.py``
+scrubs it under the hypothesis of ``circuits/test_ioi_found_default.py``
 (its first ``--paths`` paths, each reading the example itself) with independent resampling
 (Chan et al.: every input the hypothesis leaves out reads its own sample), metric the logit
 difference, seed 0.  Each draw is two engine runs (scrubbed and ablated) besides the one
@@ -40,7 +40,7 @@ import time
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FOUND = os.path.join(ROOT, "circuits", "findings", "ioi-smollm2-discovered", "ioi_found.py")
+FOUND = os.path.join(ROOT, "circuits", "test_ioi_found_default.py")
 
 
 def found_paths() -> list[tuple]:

@@ -101,7 +101,7 @@ def ioi_found_paths():
     import ast
     from pathlib import Path
 
-    module = Path(__file__).parents[1] / "circuits" / "findings" / "ioi-smollm2-discovered" / "ioi_found.py"
+    module = Path(__file__).parents[1] / "circuits" / "test_ioi_found_default.py"
     tree = ast.parse(module.read_text())
     return next(ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign) and node.targets[0].id == "PATHS")
 

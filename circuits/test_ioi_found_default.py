@@ -1,15 +1,21 @@
-"""ioi in smollm2: a circuit found by `python -m causal_hypotheses discover --model smollm2 --task ioi`.
+"""ioi in smollm2: a circuit found by `python -m causal_hypotheses discover`.
+
+    python -m causal_hypotheses discover --model smollm2 --task ioi --n 32 --seed 0 --metric logit_diff --method eap --threshold 0.02 --budget 0.05 --corruption resample --check-n 96 --out circuits/test_ioi_found_default.py
 
 Found on 32 prompts (seed 0), metric logit_diff: EAP attribution of every edge, then exact pruning (ACDC) of all nodes, threshold 0.02 x |clean - corrupt| = 0.086 per removal, then receivers restored (reading the whole model) until within 0.05 x |clean - corrupt| of clean, corrupting each prompt with another prompt of the batch.
-2119 of 123211 edges kept (681 engine runs; attribution 11 s CPU (14 s wall), pruning 179 s CPU (242 s wall)); the heads and MLPs on
+2119 of 123211 edges kept (681 engine runs; attribution 18 s CPU (18 s wall), pruning 127 s CPU (128 s wall), check 160 s CPU (160 s wall)); the heads and MLPs on
 their paths: m0, a14.h3, a16.h0, a17.h4, m17, a19.h2, a20.h0, m20, a23.h0, a23.h1, a23.h2, a23.h3, a23.h7, a24.h4, a24.h5, a24.h7, m24, m27, a29.h0, a29.h1, m29.  Measured then: clean 4.323, corrupt 0.021,
 every other edge reading the corrupt prompt 4.393 (1.02 of the change kept).
 Restored by the repair (everything they read reads the prompt itself): a14.h3.q, a16.h0.v, a17.h4.q, a19.h2.v, a23.h0.v, a23.h1.v, a23.h2.v, a23.h3.k, a23.h3.v, a23.h7.v.
-Every edge's attribution score and pruning decision: `test_ioi_found_findings.csv.gz`.
+Every edge's attribution score and pruning decision: `test_ioi_found_default_findings.csv.gz`.
 
-The claims check the circuit on 96 other prompts (seed 1).  Thresholds by the rule of
-circuits/README.md: a circuit found on a real model recovers at least 0.75; random heads at
-most 0.1.
+The claims run on 96 other prompts (seed 1).  Each was measured there before it was written
+(the same experiment, seeds and draws as pytest runs under the default profile), and its bar is
+the one circuits/README.md's rule gives for its whole interval; a measurement that supports no bar
+is written as a comment.  Measured:
+  found paths: fraction recovered 0.627 [0.515, 0.741] (95% interval) -> (at_most=0.75)
+  found outputs: fraction moved 0.812 [0.769, 0.859] (95% interval) -> (at_least=0.75)
+  random heads: fraction recovered 0.001 [-0.014, 0.017] (95% interval) -> (at_most=0.1)
 """
 from __future__ import annotations
 
@@ -703,25 +709,35 @@ COMPONENTS = ['m0', 'a14.h3', 'a16.h0', 'a17.h4', 'm17', 'a19.h2', 'a20.h0', 'm2
 OUTPUTS = ['a23.h0', 'a23.h1', 'a23.h2', 'a23.h3', 'a23.h7', 'a24.h4', 'a24.h5', 'a24.h7', 'm24', 'm27', 'a29.h0', 'a29.h1', 'm29']
 
 
-@pytest.mark.claim(at_least=0.75)
-def test_found_paths_carry_the_behaviour(claim):
+# Measured on these prompts: fraction recovered 0.627 [0.515, 0.741] (95% interval); the whole
+# interval lies at or below 0.75: as a circuit it does not carry the behaviour (the rule's bar for a
+# wrong hypothesis).  Heavy: its check took 153 s CPU (over 60), so `pytest` runs it under
+# --claims-heavy=run (with these numbers) or --claims-profile thorough (on more prompts), and
+# otherwise skips it, saying why.
+@pytest.mark.claim(at_most=0.75, heavy=True)
+def test_found_paths_do_not_carry_the_behaviour(claim):
     """Scrubbing: the kept paths read the prompt itself, every other input a random other prompt."""
     claim.scrub(Hypothesis({path: None for path in PATHS}, name="found circuit"))
 
 
+# Measured on these prompts: fraction moved 0.812 [0.769, 0.859] (95% interval); the whole interval
+# clears 0.75: it carries the behaviour.
 @pytest.mark.claim(at_least=0.75)
 def test_found_outputs_carry_the_change(claim):
-    """Path patching (noising): the found components' direct paths into the logits carry the corruption's effect."""
+    """Path patching (noising): the fraction of the corruption's effect the found components' direct paths into the logits carry."""
     claim.path_patch(OUTPUTS, ["out"])
 
-# No faithfulness claim (the components alone, every other head mean-ablated): the repair
-# restored a14.h3.q, a16.h0.v, a17.h4.q, a19.h2.v, a23.h0.v, a23.h1.v, a23.h2.v, a23.h3.k, a23.h3.v, a23.h7.v, which read the whole model, so the graph does not
-# say that these components alone carry the behaviour.
 
-
+# Measured on these prompts: fraction recovered 0.001 [-0.014, 0.017] (95% interval); the whole
+# interval is at most 0.1: the control does nothing.
 @pytest.mark.claim(at_most=0.1)
 def test_random_heads_carry_little(claim):
     """Negative control: 10 heads outside the circuit (drawn with seed 0), their direct paths scrubbed in."""
     outside = [head for head in claim.engine.graph.heads() if head not in COMPONENTS]
     heads = random.Random(0).sample(outside, 10)
     claim.scrub(Hypothesis({(head,): None for head in heads}, name="random heads"))
+
+
+# No faithfulness claim (the components alone, every other head mean-ablated): the repair
+# restored a14.h3.q, a16.h0.v, a17.h4.q, a19.h2.v, a23.h0.v, a23.h1.v, a23.h2.v, a23.h3.k, a23.h3.v, a23.h7.v, which read the whole model, so the graph does not
+# say that these components alone carry the behaviour.
