@@ -164,14 +164,12 @@ def test_no_effect_or_no_measurement():
     assert choose_bar(_draft("nothing"), None).at_most == 0.1
 
 
-def test_a_repaired_graph_is_written_without_a_faithfulness_claim(tmp_path):
-    """Restored receivers read the whole model, so the components alone are not the stated circuit:
-    the module scrubs the paths (some ending at a restored receiver) and drops faithfulness."""
+def tiny_repaired_graph():
+    """A graph pruned on a tiny random GPT-2 whose repair restored receivers."""
     import torch
 
     from causal_hypotheses import Engine, random_gpt2
     from causal_hypotheses.discovery import attribute, prune
-    from causal_hypotheses.discovery.write import write_claims
 
     def metric(logits):
         return logits[:, -1, 3] - logits[:, -1, 7]
@@ -182,7 +180,15 @@ def test_a_repaired_graph_is_written_without_a_faithfulness_claim(tmp_path):
     engine = Engine.from_hf(model)
     scores = attribute(engine, clean, corrupt, metric)
     change = abs(scores.clean - scores.corrupt)
-    found = prune(engine, clean, corrupt, metric, 0.1 * change, budget=0.1 * change, scores=scores, progress=False)
+    return prune(engine, clean, corrupt, metric, 0.1 * change, budget=0.1 * change, scores=scores, progress=False)
+
+
+def test_a_repaired_graph_is_written_without_a_faithfulness_claim(tmp_path):
+    """Restored receivers read the whole model, so the components alone are not the stated circuit:
+    the module scrubs the paths (some ending at a restored receiver) and drops faithfulness."""
+    from causal_hypotheses.discovery.write import write_claims
+
+    found = tiny_repaired_graph()
     assert found.restored
     out = write_claims(tmp_path / "test_tiny_found.py", found, model="m", task="t", metric="logit_diff", n=3, seed=0, check_n=7)
     text = out.read_text()
@@ -197,23 +203,10 @@ def test_a_repaired_graph_is_written_without_a_faithfulness_claim(tmp_path):
 def test_a_claim_whose_check_was_slow_is_written_heavy(tmp_path):
     """A claim whose check took over HEAVY_SECONDS of CPU is marked heavy=True (the default run skips
     it, --claims-heavy=run runs it), and its comment says how long it took; the others are not."""
-    import torch
-
-    from causal_hypotheses import Engine, random_gpt2
-    from causal_hypotheses.discovery import attribute, prune
     from causal_hypotheses.discovery.check import HEAVY_SECONDS
     from causal_hypotheses.discovery.write import drafts, write_claims
 
-    def metric(logits):
-        return logits[:, -1, 3] - logits[:, -1, 7]
-
-    model = random_gpt2("tiny", seed=1, std=0.1)
-    generator = torch.Generator().manual_seed(0)
-    clean, corrupt = (torch.randint(0, 512, (3, 6), generator=generator) for _ in range(2))
-    engine = Engine.from_hf(model)
-    scores = attribute(engine, clean, corrupt, metric)
-    change = abs(scores.clean - scores.corrupt)
-    found = prune(engine, clean, corrupt, metric, 0.1 * change, budget=0.1 * change, scores=scores, progress=False)
+    found = tiny_repaired_graph()
     measured = {draft.key: Measured(0.9, 0.8, 0.95, (1.0, 2.0), "fraction", 1.0) for draft in drafts(found)}
     measured["found_paths"] = Measured(0.9, 0.8, 0.95, (1.0, 2.0), "fraction", HEAVY_SECONDS + 30)
     text = write_claims(tmp_path / "test_tiny_found.py", found, model="m", task="t", metric="logit_diff", n=3, seed=0,
