@@ -196,7 +196,7 @@ class Planner:
     def _restrict(self, selector: Selector, mask: Mask, base: Selector) -> Selector:
         per_position = "position" in (selector.kind, base.kind) or mask.rows.dim() == 2
         chosen = self._tensor(selector, per_position)
-        rows = mask.rows[:, None] if per_position and mask.rows.dim() == 1 else mask.rows
+        rows = entry_mask(mask.rows, self.seq) if per_position else mask.rows
         return self._normalise(torch.where(rows, chosen, self._tensor(base, per_position)).contiguous(), ())
 
     def _intern(self, kind: str, index) -> Selector:

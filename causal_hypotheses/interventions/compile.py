@@ -137,10 +137,12 @@ def activation_patch_functions(block_nodes: Sequence[frozenset], batch: int, pat
     """Block k: its nodes read input ``source`` (where ``pattern`` says), everything else input 0.
     ``source`` is an input index or a LongTensor (B,) of one per example.
 
-    Where ``pattern`` leaves a patched node unpatched, the node is what the run computes: a
-    patched node below it in its block (the MLP 0 of ``["m0", "m1"]`` at position 5) changes it
-    at the later positions (m1 at 6 and 7), so there it is recomputed, and read from the source
-    at the patched positions only (a split by position)."""
+    Where ``pattern`` leaves a patched node unpatched after a patched position, the node is what
+    the run computes: a patched node below it in its block (the MLP 0 of ``["m0", "m1"]`` at
+    position 5) changes it at the later positions (m1 at 6 and 7), so there it is recomputed, and
+    read from the source at the patched positions (a split by position).  Before a row's first
+    patched position nothing has changed yet: the base run is read there, and a pattern that
+    patches a suffix of each row needs no split."""
     blocks = _Blocks(len(block_nodes), batch, pattern, source)
     by_name: dict[str, list[int]] = {}
     for k, nodes in enumerate(block_nodes):
@@ -152,11 +154,13 @@ def activation_patch_functions(block_nodes: Sequence[frozenset], batch: int, pat
     def which(path):
         return blocks.select(by_name.get(path[-1], []))
 
-    unpatched = None if pattern is None else ~pattern.bool()
+    gaps = None if pattern is None else pattern.cummax(dim=1).values > pattern  # unpatched after a patched position
+    if gaps is not None and not bool(gaps.any()):
+        gaps = None
 
     def split_for(last, place, nodes, first):
-        if last in nodes:  # patched: recomputed where the pattern leaves it, if a patch below reaches it
-            return unpatched if unpatched is not None and place > first else False
+        if last in nodes:  # patched: recomputed in the gaps, if a patch below it reaches it there
+            return gaps if gaps is not None and place > first else False
         return place > first or any(strictly_contains(last, n) for n in nodes)
 
     def branch(path):
