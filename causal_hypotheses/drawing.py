@@ -36,16 +36,11 @@ def hypothesis_digraph(paths, name: str, ablation: str, *, depth="auto", merge="
 
     if merge not in ("auto", True, False):
         raise InputError(f"merge={merge!r}: expected True (identical subtrees drawn once), False (the whole tree) or 'auto'")
-    if depth not in ("auto", None) and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
-        raise InputError(f"depth={depth!r}: expected a whole number >= 1 (the components drawn at most that many steps "
-                         "from the output, everything below collapsed), None for no cut, or 'auto'")
+    check_depth(depth, "components drawn at most that many steps from the output")
     tree = _Tree(paths)
     if merge == "auto":
         merge = len(tree.order) > MAX_DRAWN
-    if depth == "auto":
-        depth = None
-        if len(tree.drawn(None, merge)) > MAX_DRAWN:
-            depth = max([k for k in range(1, tree.height + 1) if len(tree.drawn(k, merge)) <= MAX_DRAWN], default=1)
+    depth = cut_depth(depth, tree.height, lambda k: len(tree.drawn(k, merge)))
     other = OTHER.get(ablation, ablation)
     shown = tree.drawn(depth, merge)
     said = [f"hypothesis {name!r}"]
@@ -90,6 +85,24 @@ def hypothesis_digraph(paths, name: str, ablation: str, *, depth="auto", merge="
         dot.node("empty", f"empty hypothesis: every input reads {other}", shape="note", fillcolor="#fff8dc")
         dot.edge("empty", "output", style="dashed", arrowhead="none")
     return dot
+
+
+def check_depth(depth, what: str) -> None:
+    """Refuse a ``depth=`` that is not "auto", None or a whole number >= 1; ``what`` says what it counts."""
+    if depth not in ("auto", None) and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
+        raise InputError(f"depth={depth!r}: expected a whole number >= 1 (the {what}, everything below collapsed), "
+                         "None for no cut, or 'auto'")
+
+
+def cut_depth(depth, height: int, drawn) -> int | None:
+    """The depth a drawing is cut at: ``depth`` as given, or for "auto" none when the whole drawing
+    (``drawn(None)`` nodes) has at most ``MAX_DRAWN`` nodes, else the deepest of 1..``height``
+    whose drawing (``drawn(k)`` nodes) keeps within it (at least 1)."""
+    if depth != "auto":
+        return depth
+    if drawn(None) <= MAX_DRAWN:
+        return None
+    return max([k for k in range(1, height + 1) if drawn(k) <= MAX_DRAWN], default=1)
 
 
 class _Tree:

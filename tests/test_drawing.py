@@ -265,7 +265,9 @@ def test_a_large_plan_is_cut_by_default(tiny_engine, tiny_tokens, monkeypatch):
     within it (here the bound is lowered to 12 so that the tiny model's 33-node plan is large)."""
     result = tiny_engine.run(list(tiny_tokens), lambda p: len(p) % 2, lambda p: True)
     assert len(plan_graph(result.visualise())[0]) == 33  # within the bound: whole
-    monkeypatch.setattr(drawing, "MAX_DRAWN", 12)
+    import causal_hypotheses.drawing as shared  # the bound both drawings cut at (cut_depth)
+
+    monkeypatch.setattr(shared, "MAX_DRAWN", 12)
     dot = result.visualise()
     nodes, summaries, _ = plan_graph(dot)
     assert len(nodes) + len(summaries) <= 12

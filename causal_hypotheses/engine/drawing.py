@@ -14,8 +14,7 @@ import sys
 import warnings
 from pathlib import Path as FilePath
 
-from ..drawing import MAX_DRAWN, group_by_layer
-from ..errors import InputError
+from ..drawing import check_depth, cut_depth, group_by_layer
 from .ir import Delta, Gather, MaskedDelta, Mix, Mlp, Sum
 
 PALETTE = ["#9ecae1", "#fdae6b", "#a1d99b", "#bcbddc", "#fc9272", "#fdd0a2", "#c7e9c0", "#dadaeb"]
@@ -66,15 +65,9 @@ def plan_to_digraph(root, selectors: dict, n_inputs: int, *, depth="auto"):
     deepest depth that keeps the drawing within 150 nodes (at least depth 1)."""
     import graphviz
 
+    check_depth(depth, "plan nodes drawn at most that many edges from the output")
     distance = _distances(root)
-    if depth not in ("auto", None) and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
-        raise InputError(f"depth={depth!r}: expected a whole number >= 1 (the plan nodes drawn at most that many edges "
-                         "from the output, everything below collapsed), None for the whole plan, or 'auto'")
-    if depth == "auto":
-        depth = None
-        if len(distance) > MAX_DRAWN:
-            height = max(distance.values())
-            depth = max([k for k in range(1, height + 1) if _drawn_count(distance, k) <= MAX_DRAWN], default=1)
+    depth = cut_depth(depth, max(distance.values()), lambda k: len(distance) if k is None else _drawn_count(distance, k))
     dot = graphviz.Digraph("treeified", graph_attr={"rankdir": "BT"}, node_attr={"style": "filled", "fontname": "Helvetica"})
     seen, stack, places = set(), [root], {}
     while stack:
