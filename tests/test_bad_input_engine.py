@@ -92,6 +92,10 @@ CASES = [
     ("branch returns ndarray", branch_answer(np.array([True, False])), SelectorError, ["(ndarray)", BRANCH_FIX]),
     ("branch returns (1,) tensor", branch_answer(torch.tensor([True])), SelectorError, ["tensor of shape (1,)", BRANCH_FIX]),
     ("branch returns long mask", branch_answer(torch.tensor([1, 0])), SelectorError, ["dtype torch.int64", "bool tensor (2,)", "(answer != 0)"]),
+    ("branch returns long position mask", branch_answer(torch.eye(B, T, dtype=torch.long)), SelectorError,
+     ["dtype torch.int64", f"per-position answer must be a bool tensor ({B}, {T})", "(answer != 0)"]),
+    ("branch returns (B, T + 1) mask", branch_answer(torch.ones(B, T + 1, dtype=torch.bool)), SelectorError,
+     [f"tensor of shape ({B}, {T + 1})", f"or ({B}, {T}) to split some positions only"]),
     # ------------------------------------------------------------ run: which answers
     ("which returns numpy bool", lambda e: e.run([CLEAN, CORRUPT], lambda p: np.True_), SelectorError, ["np.True_", "expected an input index 0..1"]),
     ("which returns float", lambda e: e.run([CLEAN, CORRUPT], lambda p: 1.0), SelectorError, ["returned 1.0", "expected an input index 0..1"]),
