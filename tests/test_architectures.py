@@ -173,6 +173,49 @@ def test_one_position_head_patch_equals_hook_patching(arch, request):
     changed(expected[:, 7:], model, clean)  # a later position moved too
 
 
+@pytest.mark.parametrize("positions,shared", [([-1], True), ([-2, -1], True), ([-3, -1], False)])
+def test_sweep_at_the_last_positions_equals_hook_patching(arch, request, positions, shared, monkeypatch):
+    """Every head patched alone at the last position(s), the runs' variants of one prompt
+    attending as one batch entry over that prompt's keys read once (Evaluator._core_shared_keys;
+    with a gap in the positions, position 9 is not recomputed in layer 1 although 8 and 10 are,
+    so every example's keys are gathered as before): each value equals patching z with hooks
+    on HF's model."""
+    check_sweep_against_hooks(arch[1], positions, shared, monkeypatch)
+
+
+@pytest.mark.parametrize("window,positions,shared", [(3, [-1], True), (3, [-2, -1], False), (64, [-2, -1], True)])
+def test_sweep_under_a_sliding_window_equals_hook_patching(window, positions, shared, monkeypatch):
+    """Under a window, one query per example reads its prompt's keys once; two queries of a
+    window of 3 read different keys (gathered per example as before), those of a window longer
+    than the prompt read the same."""
+    check_sweep_against_hooks(ref.random_model("mistral", seed=4, sliding_window=window), positions, shared, monkeypatch)
+
+
+def check_sweep_against_hooks(model, positions, shared, monkeypatch):
+    from causal_hypotheses.interventions import activation_patch_sweep
+
+    engine = Engine.from_hf(model)
+    clean, corrupt = ref.prompts(seeds=(41, 42), shape=(3, 11))
+    answer, distractor = 3, 17
+    where = [11 + p for p in positions]
+
+    def metric(logits):  # read where the patch is: a query at each patched position
+        return (logits[:, where, answer] - logits[:, where, distractor]).mean(1)
+
+    calls = []
+    attend_keys = engine.adapter.attend_keys
+    monkeypatch.setattr(engine.adapter, "attend_keys", lambda *args: calls.append(1) or attend_keys(*args))
+    table = activation_patch_sweep(engine, clean, corrupt, metric, positions=positions)
+    assert bool(calls) == shared
+    for layer in range(2):
+        z = ref.head_z(model, clean, layer).clone()
+        z[:, where] = ref.head_z(model, corrupt, layer)[:, where]
+        for head in range(model.config.num_attention_heads):
+            expected = metric(ref.patch_head_z(model, clean, layer, head, z)).mean()
+            assert table.loc[layer, head] == pytest.approx(float(expected), abs=ATOL), (layer, head)
+    assert table.loc[0].abs().max() > 1e-3  # layer 0's patches reach the metric through layer 1
+
+
 @pytest.mark.parametrize("layer,head", [(0, 1), (1, 2)])
 def test_query_patch_equals_hook_patching(arch, request, layer, head):
     """Only head H's query reads the corrupt prompt: its columns of the query (or fused q/k/v)

@@ -93,6 +93,10 @@ class ArchitectureAdapter(Protocol):
     def qkv(self, layer: int, resid: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
         """Every head's q, k, v read from residual stream resid (B, T, D): (B, T, 3, H, dh)."""
 
+    def q_kv(self, layer: int, resid: torch.Tensor, positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``qkv`` without repeating keys and values to the query heads of their group: q
+        (B, T, H, dh) and kv (B, T, 2, n_kv_heads, dh), as the "q" and "kv" sites hold them."""
+
     def kv(self, layer: int, resid: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
         """The keys (after rotary) and values of every key/value head read from resid (B, T, D),
         no queries projected: (B, T, 2, n_kv_heads, dh)."""
@@ -107,6 +111,10 @@ class ArchitectureAdapter(Protocol):
     def attend_from(self, layer: int, start: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Causal attention of the queries at positions start..start+Tq-1 alone: q (B, h, Tq, dh),
         k and v (B, h, start+Tq, dh) -> z (B, h, Tq, dh), rows start.. of ``attend``'s z."""
+
+    def attend_keys(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Attention of q (B, h, Tq, dh) over k and v (B, h, S, dh) where ``mask`` (Tq, S) allows
+        (True: may attend), with the layer's scale; the caller's mask is the whole of it."""
 
     def attend_grouped(self, layer: int, start: int, key_start: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Causal attention of the queries at positions start..start+Tq-1 over the keys at positions
@@ -216,6 +224,11 @@ class Adapter:
         if Tq == 1 and (window is None or S <= window):  # one query that reads every key: no mask
             return F.scaled_dot_product_attention(q, k, v, scale=self._scales[layer])
         return F.scaled_dot_product_attention(q, k, v, attn_mask=_offset_mask(start, Tq, S, window, q.device), scale=self._scales[layer])
+
+    def attend_keys(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Attention of q (B, h, Tq, dh) over k and v (B, h, S, dh) where ``mask`` (Tq, S) allows
+        (True: may attend), with the layer's scale; the caller's mask is the whole of it."""
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self._scales[layer])
 
     def attend_grouped(self, layer: int, start: int, key_start: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Causal attention of the queries at positions ``start``.. over the keys at positions

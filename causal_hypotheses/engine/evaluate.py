@@ -37,6 +37,10 @@ from .plan import entry_mask
 # entries that change alone.
 DENSE_SHARE = 0.5
 
+# At most this many examples that read one captured row attend as one batch entry in
+# Evaluator._core_shared_keys (its mask is quadratic in them).
+SHARED_KEYS_GROUP = 32
+
 
 class SparseOverride:
     """``base`` (site, selector key) read everywhere except at ``index`` (n,), where the
@@ -513,6 +517,9 @@ class Evaluator:
         start, stop = self._span(changed)
         window = self.costs.windows[layer] if self.costs.windows else None
         first = 0 if window is None else max(0, start - window + 1)  # the first key any of these queries reads
+        shared = self._core_shared_keys(layer, key, resid, rows, examples, changed, start, stop, first, window)
+        if shared is not None:
+            return shared
         # The captured queries of the span and keys and values of the keys read, one per key/value
         # head (not repeated to its query heads): what attention reads, no more.
         q = self._span_site(("q", layer), key, examples, start, stop)  # (r, stop - start, H, dh)
@@ -525,15 +532,14 @@ class Evaluator:
         if index.numel():
             example = self._local(index, examples) // self.T
             queries = position >= start  # q, k and v there; before start, keys and values alone
-            group = self.costs.n_heads // self.costs.n_kv_heads
             keys_only = ~queries
             self._count_qkv(int(queries.sum()), index.numel())
             if bool(queries.any()):
-                qkv = self.adapter.qkv(layer, values[queries][None], position[queries])[0]  # (n, 3, H, dh)
+                new_q, new_kv = (t[0] for t in self.adapter.q_kv(layer, values[queries][None], position[queries]))
                 local = example[queries] * (stop - start) + position[queries] - start
-                q.view((-1,) + tuple(q.shape[2:])).index_copy_(0, local, qkv[:, 0])
+                q.view((-1,) + tuple(q.shape[2:])).index_copy_(0, local, new_q)
                 kv.view((-1,) + tuple(kv.shape[2:])).index_copy_(
-                    0, example[queries] * (stop - first) + position[queries] - first, qkv[:, 1:, ::group])
+                    0, example[queries] * (stop - first) + position[queries] - first, new_kv)
             if bool(keys_only.any()):
                 kv.view((-1,) + tuple(kv.shape[2:])).index_copy_(
                     0, example[keys_only] * (stop - first) + position[keys_only] - first,
@@ -541,6 +547,62 @@ class Evaluator:
         z = self.adapter.attend_grouped(layer, start, first, q.transpose(1, 2), kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2))
         z = z.transpose(1, 2)  # (r, stop - start, H, dh)
         self._count_attention(layer, self.costs.n_heads, examples.numel(), changed, start, stop)
+        return SparseOverride((("z", layer), key), changed, z.flatten(0, 1)[self._local_span(changed, examples, start, stop)])
+
+    def _core_shared_keys(self, layer: int, key, resid: SparseOverride, rows: torch.Tensor, examples: torch.Tensor,
+                          changed: torch.Tensor, start: int, stop: int, first: int, window) -> SparseOverride | None:
+        """``_core`` where every changed example changed at every query position start..stop-1
+        and nowhere before: its keys and values before ``start`` are those of the captured row it
+        reads, which it shares with the other examples reading that row (the patched variants of
+        one prompt in a sweep).  Each group of examples reading one row attends as one batch
+        entry: its queries over the row's keys read once, plus each example's own keys in the
+        span (a mask keeps an example from reading another's), so the shared keys are neither
+        gathered per example nor attended per example.  None where this does not apply (then
+        ``_core`` gathers every example's keys)."""
+        selected, positions = self.rows_for[key]
+        span = stop - start
+        r = examples.numel()
+        if positions is not None or (window is not None and stop - first > window) or r < 2:
+            return None
+        index, values = self._keep(resid.index, resid.values, rows[:, None].expand(self.B, self.T))
+        read = index % self.T < stop  # changes after the last query are not read here
+        if not bool(read.all()):
+            index, values = index[read], values[read]
+        if index.numel() != r * span:
+            return None
+        grid = index.view(r, span)  # sorted: each example's span positions, if every one changed
+        if not bool((grid == (examples * self.T + start)[:, None] + torch.arange(span, device=self.device)).all()):
+            return None
+        read_rows, group_of, counts = torch.unique(selected[examples], return_inverse=True, return_counts=True)
+        groups = read_rows.numel()
+        size = r // groups
+        if groups == r or not bool((counts == size).all()):
+            return None
+        cap = SHARED_KEYS_GROUP  # the examples that attend together: the mask grows with their square
+        part = next(p for p in range(min(size, cap), 0, -1) if size % p == 0)
+        if part < 2:
+            return None
+        H, Hkv, dh = self.costs.n_heads, self.costs.n_kv_heads, self.adapter.d_head
+        g, n = H // Hkv, groups * (size // part)  # n batch entries of ``part`` examples each
+        order = torch.argsort(group_of, stable=True)  # examples grouped by the row they read
+        position = torch.arange(start, stop, device=self.device).repeat(r)
+        q, kv = (t[0] for t in self.adapter.q_kv(layer, values[None], position))  # (r * span, H, dh), (r * span, 2, Hkv, dh)
+        self._count_qkv(r * span, r * span)
+        q = q.view(r, span, Hkv, g, dh)[order].view(n, part, span, Hkv, g, dh).permute(0, 3, 1, 2, 4, 5).reshape(n, Hkv, part * span * g, dh)
+        own = kv.view(r, span, 2, Hkv, dh)[order].view(n, part * span, 2, Hkv, dh)
+        prefix = self._site(("kv", layer), read_rows, None)[:, first:start]  # (groups, start - first, 2, Hkv, dh)
+        prefix = prefix.repeat_interleave(size // part, dim=0)  # one copy per batch entry
+        keys = torch.cat((prefix, own), 1)  # (n, start - first + part * span, 2, Hkv, dh)
+        # query (example i, position start + a, head of the group) reads every shared key and
+        # example i's own keys at positions up to start + a
+        mine = torch.eye(part, dtype=torch.bool, device=self.device)[:, None, None, :, None]
+        causal = torch.ones(span, span, dtype=torch.bool, device=self.device).tril()[None, :, None, None, :]
+        allowed = (mine & causal).expand(part, span, g, part, span).reshape(part * span * g, part * span)
+        mask = torch.cat((allowed.new_ones(part * span * g, start - first), allowed), 1)
+        z = self.adapter.attend_keys(layer, q, keys[:, :, 0].transpose(1, 2), keys[:, :, 1].transpose(1, 2), mask)
+        z = z.view(n, Hkv, part, span, g, dh).permute(0, 2, 3, 1, 4, 5).reshape(r, span, H, dh)
+        z = torch.empty_like(z).index_copy_(0, order, z)  # back in the order of ``examples``
+        self._count_attention(layer, H, r, changed, start, stop)
         return SparseOverride((("z", layer), key), changed, z.flatten(0, 1)[self._local_span(changed, examples, start, stop)])
 
     def _span_site(self, site, key, examples: torch.Tensor, start: int, stop: int) -> torch.Tensor:

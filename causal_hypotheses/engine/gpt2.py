@@ -73,6 +73,10 @@ class GPT2Adapter(Adapter):
         block = self.blocks[layer]
         return block.attn.c_attn(block.ln_1(resid)).view(B, T, 3, self.n_heads, self.d_head)
 
+    def q_kv(self, layer: int, resid: torch.Tensor, positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        qkv = self.qkv(layer, resid)
+        return qkv[:, :, 0], qkv[:, :, 1:]
+
     def kv(self, layer: int, resid: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
         """Every head's k and v alone (the last 2D columns of c_attn): (B, T, 2, H, d_head)."""
         B, T, D = resid.shape

@@ -155,14 +155,19 @@ class LlamaAdapter(Adapter):
         """All query heads' rotated q, k, v on one residual stream: (B, T, 3, H, d_head).
 
         ``positions`` (T,): the sequence positions of resid's T axis (default 0..T-1)."""
+        q, kv = self.q_kv(layer, resid, positions)
+        if self.group > 1:  # query head h reads key/value head h // group
+            kv = kv.repeat_interleave(self.group, dim=3)
+        return torch.cat((q[:, :, None], kv), dim=2)
+
+    def q_kv(self, layer: int, resid: torch.Tensor, positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotated q (B, T, H, d_head) and k, v (B, T, 2, n_kv_heads, d_head): one key and value
+        per key/value head, not repeated to the query heads of its group."""
         q, k, v = self._project(layer, self.attn_norms[layer](resid))
         if self._rotary_module is not None:
             cos, sin = self._rotary(resid, positions)
             q, k = self._rotate(q, cos, sin), self._rotate(k, cos, sin)
-        if self.group > 1:  # query head h reads key/value head h // group
-            k = k.repeat_interleave(self.group, dim=2)
-            v = v.repeat_interleave(self.group, dim=2)
-        return torch.stack((q, k, v), dim=2)
+        return q, torch.stack((k, v), dim=2)
 
     def kv(self, layer: int, resid: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
         """Every key/value head's rotated k and v, no queries projected: (B, T, 2, n_kv_heads, d_head)."""
