@@ -19,7 +19,7 @@ position, as Wang et al.'s criteria do), per-entry bookkeeping costs more than i
 residual stream whose changes together cover more than ``DENSE_SHARE`` of all its entries
 (B * T) is summed in whole (B * T, ...) tensors, with no sorting of entries, and each
 component's change (its recomputed value minus the captured one) is computed once, not again
-for each later stream that adds it.  A sparse sum adds the changes in float64, from zero, then
+for each later stream that adds it.  A sparse sum adds the changes in float32 (or the model's wider dtype), from zero, then
 the captured stream, and starts from the sum of the stream below it where it can (see
 ``Evaluator._changes_sum``).
 """
@@ -337,12 +337,15 @@ class Evaluator:
         if union.numel() > DENSE_SHARE * self.B * self.T:  # a whole tensor is read and written: worth it when most entries change
             return self._dense_sum(base, changes, union)
         captured = self.base_at(base, union)
-        return SparseOverride(base, union, (captured.double() + self._changes_sum(changes, union, need)).to(captured.dtype))
+        total = self._changes_sum(changes, union, need)
+        if captured.dtype == total.dtype:  # captured is a new tensor (a gather): added to in place
+            return SparseOverride(base, union, captured.add_(total))
+        return SparseOverride(base, union, (captured.to(total.dtype) + total).to(captured.dtype))
 
     def _changes_sum(self, changes: list[SparseOverride], union: torch.Tensor, need) -> torch.Tensor:
         """The sum of ``changes`` at the entries ``union`` (sorted; every needed entry that some
-        change lists), (len(union), ...) in float64: each entry's changes added in order, from zero
-        (float64 keeps the sum from depending on how it was split; the stream is rounded once,
+        change lists), (len(union), ...) in float32 at least: each entry's changes added in order,
+        from zero (so the sum does not depend on how it was split; the stream is rounded once,
         when the captured stream is added).
 
         The residual stream of a layer sums every change upstream of it, those of the stream
@@ -376,8 +379,8 @@ class Evaluator:
                 where = pending[0][0] if len(pending) == 1 else torch.cat([w for w, _ in pending])
                 values = pending[0][1] if len(pending) == 1 else torch.cat([v for _, v in pending])
                 if total is None:
-                    total = torch.zeros((union.numel(),) + tuple(values.shape[1:]), dtype=torch.float64, device=self.device)
-                total.index_add_(0, where, values.double())
+                    total = torch.zeros((union.numel(),) + tuple(values.shape[1:]), dtype=_accumulated(values.dtype), device=self.device)
+                total.index_add_(0, where, values.to(total.dtype))
                 pending.clear()
                 taken.zero_()
             return total
@@ -389,7 +392,7 @@ class Evaluator:
             if index.numel() == union.numel() and bool((index[1:] > index[:-1]).all()):
                 total = flush(total)
                 if total is None:
-                    total = torch.zeros((union.numel(),) + tuple(values.shape[1:]), dtype=torch.float64, device=self.device)
+                    total = torch.zeros((union.numel(),) + tuple(values.shape[1:]), dtype=_accumulated(values.dtype), device=self.device)
                 total += values  # at every entry of the union, in its order: a plain add
                 continue
             where = torch.searchsorted(union, index)
@@ -417,7 +420,7 @@ class Evaluator:
         dtype, with no copies of the live ones, no sorting and no inverse index of entries.
         Taken when the changes cover more than ``DENSE_SHARE`` of all B * T entries; below
         that, reading and writing whole tensors costs more than the sparse sum saves.  (The
-        sparse sum adds the changes in float64 before the captured stream: the two round
+        sparse sum adds the changes from zero before the captured stream: the two round
         differently, within float32 rounding of the stream.)"""
         whole = self.B * self.T
         values = self.dense(self.captured(base))
@@ -721,6 +724,11 @@ def live_entries(order: list, planner) -> dict:
             for child in node.children:
                 add(child, entries)
     return {node_id: entries for node_id, entries in need.items() if entries is not None and not bool(entries.all())}
+
+
+def _accumulated(dtype: torch.dtype) -> torch.dtype:
+    """The dtype changes are summed in: float32, or the model's dtype where it is wider."""
+    return torch.promote_types(dtype, torch.float32)
 
 
 def _joined(base, parts: list[tuple]) -> SparseOverride:
