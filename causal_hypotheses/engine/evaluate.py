@@ -70,6 +70,7 @@ class Evaluator:
         self.need = {node_id: entries.to(device) for node_id, entries in need.items()}
         self.no_entries = torch.zeros(0, dtype=torch.long, device=device)
         self._last_sum = None  # (changes, need, entries, their sum): see _changes_sum
+        self._last_union = None  # (changes, the entries they list as a (B * T,) mask): see _union
         self._needed_entries: dict[int, tuple] = {}  # id(need) -> (need, entries, examples, positions)
         self._base_rows: dict[tuple, torch.Tensor] = {}  # (selector key, id(need)) -> rows: see _rows_at
 
@@ -405,13 +406,17 @@ class Evaluator:
         return total
 
     def _union(self, changes: list[SparseOverride], need) -> torch.Tensor:
-        """The entries that some of ``changes`` lists and ``need`` lists (None: all), sorted."""
-        marks = torch.zeros(self.B * self.T, dtype=torch.bool, device=self.device)
-        for change in changes:
+        """The entries that some of ``changes`` lists and ``need`` lists (None: all), sorted.
+        Like a sum, a union starts from the last one where its changes begin with the last one's."""
+        last = self._last_union
+        if last is not None and len(last[0]) <= len(changes) and all(a is b for a, b in zip(last[0], changes)):
+            marks, start = last[1].clone(), len(last[0])
+        else:
+            marks, start = torch.zeros(self.B * self.T, dtype=torch.bool, device=self.device), 0
+        for change in changes[start:]:
             marks[change.index] = True
-        if need is not None:
-            marks &= need.reshape(-1)
-        return marks.nonzero().flatten()
+        self._last_union = (changes, marks)  # kept whole: the next union may need other entries
+        return (marks if need is None else marks & need.reshape(-1)).nonzero().flatten()
 
     def _dense_sum(self, base, changes: list[SparseOverride], union: torch.Tensor) -> SparseOverride:
         """The captured ``base`` plus ``changes`` (each at distinct entries), the entries of
