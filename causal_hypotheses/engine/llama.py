@@ -227,16 +227,23 @@ class LlamaAdapter(Adapter):
         x = self.mlp_norms[layer](resid)
         if gate is None:
             return down(act(up(x)))
-        return down(act(gate(x)) * up(x))
+        hidden = act(gate(x))
+        if torch.is_grad_enabled():  # an activation's backward may read its output (ReLU's does)
+            return down(hidden * up(x))
+        return down(hidden.mul_(up(x)))  # a new tensor (gate's output or the activation's): no copy
 
     def unembedding(self) -> torch.nn.Linear:
         return getattr(self.model, self.row.unembed)
 
 
 def _turn(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x * cos + rotate_half(x) * sin, rotate_half(x) = (-x2, x1): two in-place products-and-adds
+    into x * cos instead of building the rotated copy."""
     half = x.shape[-1] // 2
-    turned = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * cos + turned * sin
+    out = x * cos
+    out[..., :half].addcmul_(x[..., half:], sin[..., :half], value=-1)
+    out[..., half:].addcmul_(x[..., :half], sin[..., half:])
+    return out
 
 
 def _check_supported(model, row: Architecture, base, blocks: list) -> None:
