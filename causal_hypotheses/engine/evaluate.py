@@ -19,7 +19,7 @@ position, as Wang et al.'s criteria do), per-entry bookkeeping costs more than i
 residual stream whose changes together cover more than ``DENSE_SHARE`` of all its entries
 (B * T) is summed in whole (B * T, ...) tensors, with no sorting of entries, and each
 component's change (its recomputed value minus the captured one) is computed once, not again
-for each later stream that adds it.  A sparse sum adds the changes in float32 (or the model's wider dtype), from zero, then
+for each later stream that adds it.  A sparse sum adds the changes in float64, from zero, then
 the captured stream, and starts from the sum of the stream below it where it can (see
 ``Evaluator._changes_sum``).
 """
@@ -338,15 +338,14 @@ class Evaluator:
         if union.numel() > DENSE_SHARE * self.B * self.T:  # a whole tensor is read and written: worth it when most entries change
             return self._dense_sum(base, changes, union)
         captured = self.base_at(base, union)
-        total = self._changes_sum(changes, union, need)
-        if captured.dtype == total.dtype:  # captured is a new tensor (a gather): added to in place
-            return SparseOverride(base, union, captured.add_(total))
-        return SparseOverride(base, union, (captured.to(total.dtype) + total).to(captured.dtype))
+        # captured is a new tensor (a gather): the float64 sum is added into it in place, in float64
+        # and rounded once to its dtype, with no float64 copy of the stream
+        return SparseOverride(base, union, captured.add_(self._changes_sum(changes, union, need)))
 
     def _changes_sum(self, changes: list[SparseOverride], union: torch.Tensor, need) -> torch.Tensor:
         """The sum of ``changes`` at the entries ``union`` (sorted; every needed entry that some
-        change lists), (len(union), ...) in float32 at least: each entry's changes added in order,
-        from zero (so the sum does not depend on how it was split; the stream is rounded once,
+        change lists), (len(union), ...) in float64: each entry's changes added in order, from zero
+        (float64 keeps the sum from depending on how it was split; the stream is rounded once,
         when the captured stream is added).
 
         The residual stream of a layer sums every change upstream of it, those of the stream
@@ -380,8 +379,8 @@ class Evaluator:
                 where = pending[0][0] if len(pending) == 1 else torch.cat([w for w, _ in pending])
                 values = pending[0][1] if len(pending) == 1 else torch.cat([v for _, v in pending])
                 if total is None:
-                    total = torch.zeros((union.numel(),) + tuple(values.shape[1:]), dtype=_accumulated(values.dtype), device=self.device)
-                total.index_add_(0, where, values.to(total.dtype))
+                    total = torch.zeros((union.numel(),) + tuple(values.shape[1:]), dtype=torch.float64, device=self.device)
+                total.index_add_(0, where, values.double())
                 pending.clear()
                 taken.zero_()
             return total
@@ -393,7 +392,7 @@ class Evaluator:
             if index.numel() == union.numel() and bool((index[1:] > index[:-1]).all()):
                 total = flush(total)
                 if total is None:
-                    total = torch.zeros((union.numel(),) + tuple(values.shape[1:]), dtype=_accumulated(values.dtype), device=self.device)
+                    total = torch.zeros((union.numel(),) + tuple(values.shape[1:]), dtype=torch.float64, device=self.device)
                 total += values  # at every entry of the union, in its order: a plain add
                 continue
             where = torch.searchsorted(union, index)
@@ -425,7 +424,7 @@ class Evaluator:
         dtype, with no copies of the live ones, no sorting and no inverse index of entries.
         Taken when the changes cover more than ``DENSE_SHARE`` of all B * T entries; below
         that, reading and writing whole tensors costs more than the sparse sum saves.  (The
-        sparse sum adds the changes from zero before the captured stream: the two round
+        sparse sum adds the changes in float64 before the captured stream: the two round
         differently, within float32 rounding of the stream.)"""
         whole = self.B * self.T
         values = self.dense(self.captured(base))
@@ -696,11 +695,21 @@ def live_entries(order: list, planner) -> dict:
         start[:, list(positions)] = True
     need: dict[int, torch.Tensor | None] = {root.id: start}
 
+    unions: dict[tuple, tuple] = {}  # (id(a), id(b)) -> (a, b, a | b, or a itself where it holds b)
+
+    def union(a, b):
+        found = unions.get((id(a), id(b)))
+        if found is None:  # consumers share few distinct tensors: each pair is joined once
+            joined = a | b
+            found = unions[(id(a), id(b))] = (a, b, a if torch.equal(joined, a) else joined)
+        return found[2]
+
     def add(child, entries):
-        if child.id not in need:
+        known = need.get(child.id, False)
+        if known is False:
             need[child.id] = entries
-        elif need[child.id] is not None:
-            need[child.id] = None if entries is None else need[child.id] | entries
+        elif known is not None and known is not entries:  # the same tensor from another consumer: nothing to add
+            need[child.id] = None if entries is None else union(known, entries)
 
     def rows(mask, entries):
         mask = entry_mask(mask, seq)
@@ -728,12 +737,17 @@ def live_entries(order: list, planner) -> dict:
         else:
             for child in node.children:
                 add(child, entries)
-    return {node_id: entries for node_id, entries in need.items() if entries is not None and not bool(entries.all())}
-
-
-def _accumulated(dtype: torch.dtype) -> torch.dtype:
-    """The dtype changes are summed in: float32, or the model's dtype where it is wider."""
-    return torch.promote_types(dtype, torch.float32)
+    everything: dict[int, bool] = {}  # id(entries) -> entries lists every entry (consumers share tensors)
+    kept = {}
+    for node_id, entries in need.items():
+        if entries is None:
+            continue
+        whole = everything.get(id(entries))
+        if whole is None:
+            whole = everything[id(entries)] = bool(entries.all())
+        if not whole:
+            kept[node_id] = entries
+    return kept
 
 
 def _joined(base, parts: list[tuple]) -> SparseOverride:
