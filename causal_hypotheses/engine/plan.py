@@ -23,6 +23,13 @@ from . import ir
 from .ir import Node, Op, Spec
 
 
+def constant_key(path: Path) -> int:
+    """A ``key`` for functions whose answers on a path depend on its last name only: 0 for every
+    path (see Engine.run).  The planner knows it is constant, so it neither calls it nor builds
+    the paths it would be called on: each name is planned once, and each residual stream once."""
+    return 0
+
+
 class Selector:
     """What ``which(path)`` chose, in canonical form.
 
@@ -68,6 +75,7 @@ class Planner:
         self.graph = graph
         self.n_inputs, self.batch, self.seq = n_inputs, batch, seq
         self._which, self._branch, self._key = which, branch, key
+        self._constant_key = key is constant_key
         self.max_paths = max_paths
         self.nodes: dict[tuple, Node] = {}
         self.selectors: dict[tuple, Selector] = {}
@@ -76,6 +84,7 @@ class Planner:
         self._restricted: dict[tuple, Selector] = {}
         self._writer_lists: dict[tuple, list] = {}
         self._residuals: dict[tuple, tuple] = {}  # (where, layer, ids of the writers' parts) -> (parts, node)
+        self._streams: dict[tuple, tuple] = {}  # under constant_key: (where, layer) -> (node, memo hits on a reuse)
         self.memo_hits = 0
         self.paths_visited = 0
 
@@ -224,7 +233,7 @@ class Planner:
         if self._key is None:
             return build()
         if memo_key is None:
-            memo_key = (path[-1], self._key(path))
+            memo_key = (path[-1], 0 if self._constant_key else self._key(path))
         if memo_key in self._memo:
             self.memo_hits += 1
             return self._memo[memo_key]
@@ -252,28 +261,36 @@ class Planner:
 
     def residual(self, path: Path, where: str, layer: int) -> Node:
         """The residual stream read at ``path`` (an attention/MLP input or the final one)."""
+        if self._constant_key:  # every reader's writers have the keys (name, 0): one stream per place
+            found = self._streams.get((where, layer))
+            if found is not None:
+                self.memo_hits += found[1]  # the writers and the stream a walk would have found
+                return found[0]
         parts: list[tuple[tuple, Part]] = []
-        key, memo = self._key, self._memo
-        for name, kind, l in self._writers(where, layer):
-            writer_path = path + (name,)
+        key, memo, constant = self._key, self._memo, self._constant_key
+        writers = self._writers(where, layer)
+        for name, kind, l in writers:
             memo_key = None
             if key is not None:  # most writers of most streams are planned already: found here, no call
-                memo_key = (name, key(writer_path))
+                memo_key = (name, 0) if constant else (name, key(path + (name,)))
                 found = memo.get(memo_key)
                 if found is not None:
                     self.memo_hits += 1
                     parts += found
                     continue
-            parts += self.writer(writer_path, kind, l, memo_key)
+            parts += self.writer(path + (name,), kind, l, memo_key)
         # The same writers' parts (memoised ones, as under ``key``) make the same stream: built once.
         # The entry holds the parts, so no id in its signature can be another object's.
         signature = (where, layer, tuple([id(part) for _, part in parts]))
         found = self._residuals.get(signature)
         if found is not None:
             self.memo_hits += 1
-            return found[1]
-        node = self._residual(parts, where, layer)
-        self._residuals[signature] = (parts, node)
+            node = found[1]
+        else:
+            node = self._residual(parts, where, layer)
+            self._residuals[signature] = (parts, node)
+        if constant:
+            self._streams[(where, layer)] = (node, len(writers) + 1)
         return node
 
     def _residual(self, parts: list[tuple[tuple, "Part"]], where: str, layer: int) -> Node:

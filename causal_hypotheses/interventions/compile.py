@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..engine.core import as_index, describe, is_boolean
+from ..engine.plan import constant_key
 from ..errors import InputError, PositionError, UnknownComponentError
 from ..graph import ModelGraph, component, within
 
@@ -106,6 +107,7 @@ class _Blocks:
         self.k, self.b = n_blocks, batch
         self.pattern = source_pattern  # (B, T) mask of source positions, or None for all
         self.source = source_input  # an input index, or a LongTensor (B,) of one per example
+        self._splits: dict[int, torch.Tensor] = {}  # split_bits' answers, by their bits
 
     def select(self, blocks: list[int]):
         """Input index per row: the source in ``blocks`` (at the patched positions), else 0."""
@@ -132,6 +134,24 @@ class _Blocks:
         chosen = torch.stack([need if isinstance(need, torch.Tensor) else torch.full(shape, need) for need in needs])
         return chosen.flatten(0, 1)
 
+    def split_bits(self, needs: int, at_positions: int, positions: torch.Tensor | None):
+        """``split`` with block k's answer in bit k: True where ``needs`` has it, ``positions``
+        (B, T) where ``at_positions`` has it, False elsewhere.  Answers that are the same for
+        every block are True or False; the others are made once per set of bits."""
+        if not at_positions:
+            if needs == 0 or needs == (1 << self.k) - 1:
+                return needs != 0
+            found = self._splits.get(needs)
+            if found is None:
+                found = self._splits[needs] = torch.tensor(self._bools(needs)).repeat_interleave(self.b)
+            return found
+        chosen = torch.tensor(self._bools(needs))[:, None, None].repeat(1, *positions.shape)
+        chosen[torch.tensor(self._bools(at_positions))] = positions
+        return chosen.flatten(0, 1)
+
+    def _bools(self, bits: int) -> list[bool]:
+        return [bool(bits >> k & 1) for k in range(self.k)]
+
 
 def activation_patch_functions(block_nodes: Sequence[frozenset], batch: int, pattern=None, source=1):
     """Block k: its nodes read input ``source`` (where ``pattern`` says), everything else input 0.
@@ -148,8 +168,14 @@ def activation_patch_functions(block_nodes: Sequence[frozenset], batch: int, pat
     for k, nodes in enumerate(block_nodes):
         for node in nodes:
             by_name.setdefault(node, []).append(k)
-    splits: dict[str, object] = {}
+    own = {name: _bits(ks) for name, ks in by_name.items()}  # the blocks that patch a name
+    around = {}  # the blocks that patch something strictly inside a name (a5 around a5.h1.q)
+    for name, mask in own.items():
+        for outer in enclosing(name):
+            around[outer] = around.get(outer, 0) | mask
     earliest = [min((order(n) for n in nodes), default=float("inf")) for nodes in block_nodes]  # a block's first patched place
+    after: dict[int, int] = {}  # place -> the blocks whose first patched place is earlier
+    splits: dict[str, object] = {}
 
     def which(path):
         return blocks.select(by_name.get(path[-1], []))
@@ -158,19 +184,33 @@ def activation_patch_functions(block_nodes: Sequence[frozenset], batch: int, pat
     if gaps is not None and not bool(gaps.any()):
         gaps = None
 
-    def split_for(last, place, nodes, first):
-        if last in nodes:  # patched: recomputed in the gaps, if a patch below it reaches it there
-            return gaps if gaps is not None and place > first else False
-        return place > first or any(strictly_contains(last, n) for n in nodes)
-
     def branch(path):
         last = path[-1]
         if last not in splits:  # split what follows a patched node, or contains one
             place = order(last)
-            splits[last] = blocks.split([split_for(last, place, nodes, first) for nodes, first in zip(block_nodes, earliest)])
+            if place not in after:
+                after[place] = _bits(k for k, first in enumerate(earliest) if place > first)
+            patched = own.get(last, 0)  # patched: recomputed in the gaps, if a patch below it reaches it there
+            needs = (after[place] | around.get(last, 0)) & ~patched
+            regaps = after[place] & patched if gaps is not None else 0
+            splits[last] = blocks.split_bits(needs, regaps, gaps)
         return splits[last]
 
-    return which, branch, (lambda path: 0)
+    return which, branch, constant_key
+
+
+def enclosing(name: str) -> list[str]:
+    """The names that strictly contain ``name`` (``a5.h1.q``: ``a5.h1``, ``a5``), so that
+    ``strictly_contains(outer, name)`` for exactly these."""
+    return [name[:i] for i, char in enumerate(name) if char == "."]
+
+
+def _bits(blocks) -> int:
+    """A set of block numbers as an int's bits."""
+    mask = 0
+    for k in blocks:
+        mask |= 1 << k
+    return mask
 
 
 def path_patch_functions(block_senders: Sequence[frozenset], receivers: frozenset, batch: int, pattern=None):
