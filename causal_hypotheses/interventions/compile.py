@@ -28,10 +28,6 @@ def order(name: str) -> int:
     return component(name).order
 
 
-def strictly_contains(coarse: str, fine: str) -> bool:
-    return coarse != fine and within(coarse, fine)
-
-
 def check_writers(graph: ModelGraph, names: Sequence[str], role: str) -> None:
     for name in names:
         parsed = graph.parse(name)
@@ -107,7 +103,7 @@ class _Blocks:
         self.k, self.b = n_blocks, batch
         self.pattern = source_pattern  # (B, T) mask of source positions, or None for all
         self.source = source_input  # an input index, or a LongTensor (B,) of one per example
-        self._splits: dict[int, torch.Tensor] = {}  # split_bits' answers, by their bits
+        self._splits: dict[int, torch.Tensor] = {}  # split's answers, by their bits
 
     def select(self, blocks: list[int]):
         """Input index per row: the source in ``blocks`` (at the patched positions), else 0."""
@@ -124,20 +120,11 @@ class _Blocks:
         chosen[blocks] = self.pattern * source
         return chosen.flatten(0, 1)
 
-    def split(self, needs: list):
-        """Per block: False, True, or a (B, T) mask of the positions to split at."""
-        if not any(isinstance(need, torch.Tensor) for need in needs):
-            if self.k == 1:
-                return needs[0]
-            return torch.tensor(needs).repeat_interleave(self.b)
-        shape = self.pattern.shape
-        chosen = torch.stack([need if isinstance(need, torch.Tensor) else torch.full(shape, need) for need in needs])
-        return chosen.flatten(0, 1)
-
-    def split_bits(self, needs: int, at_positions: int, positions: torch.Tensor | None):
-        """``split`` with block k's answer in bit k: True where ``needs`` has it, ``positions``
-        (B, T) where ``at_positions`` has it, False elsewhere.  Answers that are the same for
-        every block are True or False; the others are made once per set of bits."""
+    def split(self, needs: int, at_positions: int = 0, positions: torch.Tensor | None = None):
+        """Where to split, block k's answer in bit k: True where ``needs`` has it, the (B, T) mask
+        ``positions`` where ``at_positions`` has it, False elsewhere.  An answer that is the same for
+        every block is True or False; the others are bool tensors (K * B,) or (K * B, T), those
+        (K * B,) made once per set of bits."""
         if not at_positions:
             if needs == 0 or needs == (1 << self.k) - 1:
                 return needs != 0
@@ -164,15 +151,7 @@ def activation_patch_functions(block_nodes: Sequence[frozenset], batch: int, pat
     patched position nothing has changed yet: the base run is read there, and a pattern that
     patches a suffix of each row needs no split."""
     blocks = _Blocks(len(block_nodes), batch, pattern, source)
-    by_name: dict[str, list[int]] = {}
-    for k, nodes in enumerate(block_nodes):
-        for node in nodes:
-            by_name.setdefault(node, []).append(k)
-    own = {name: _bits(ks) for name, ks in by_name.items()}  # the blocks that patch a name
-    around = {}  # the blocks that patch something strictly inside a name (a5 around a5.h1.q)
-    for name, mask in own.items():
-        for outer in enclosing(name):
-            around[outer] = around.get(outer, 0) | mask
+    by_name, own, around = _block_sets(block_nodes)
     earliest = [min((order(n) for n in nodes), default=float("inf")) for nodes in block_nodes]  # a block's first patched place
     after: dict[int, int] = {}  # place -> the blocks whose first patched place is earlier
     splits: dict[str, object] = {}
@@ -193,15 +172,30 @@ def activation_patch_functions(block_nodes: Sequence[frozenset], batch: int, pat
             patched = own.get(last, 0)  # patched: recomputed in the gaps, if a patch below it reaches it there
             needs = (after[place] | around.get(last, 0)) & ~patched
             regaps = after[place] & patched if gaps is not None else 0
-            splits[last] = blocks.split_bits(needs, regaps, gaps)
+            splits[last] = blocks.split(needs, regaps, gaps)
         return splits[last]
 
     return which, branch, constant_key
 
 
+def _block_sets(block_nodes: Sequence[frozenset]) -> tuple[dict, dict, dict]:
+    """By name: the blocks that name it (a list), the same as bits, and the bits of the blocks
+    that name something strictly inside it (``a5`` for ``a5.h1.q``)."""
+    by_name: dict[str, list[int]] = {}
+    for k, nodes in enumerate(block_nodes):
+        for node in nodes:
+            by_name.setdefault(node, []).append(k)
+    own = {name: _bits(ks) for name, ks in by_name.items()}
+    around: dict[str, int] = {}
+    for name, mask in own.items():
+        for outer in enclosing(name):
+            around[outer] = around.get(outer, 0) | mask
+    return by_name, own, around
+
+
 def enclosing(name: str) -> list[str]:
-    """The names that strictly contain ``name`` (``a5.h1.q``: ``a5.h1``, ``a5``), so that
-    ``strictly_contains(outer, name)`` for exactly these."""
+    """The names that strictly contain ``name`` (``a5.h1.q``: ``a5.h1``, ``a5``): exactly the
+    ``outer`` for which ``name.startswith(outer + ".")``."""
     return [name[:i] for i, char in enumerate(name) if char == "."]
 
 
@@ -222,22 +216,24 @@ def path_patch_functions(block_senders: Sequence[frozenset], receivers: frozense
     the recomputed downstream, but not a11.h10's query when that is a receiver too).
     """
     blocks = _Blocks(len(block_senders), batch, pattern)
-    by_name: dict[str, list[int]] = {}
-    for k, senders in enumerate(block_senders):
-        for sender in senders:
-            by_name.setdefault(sender, []).append(k)
+    by_name, own, around = _block_sets(block_senders)
     inner = [r for r in receivers if r != OUT]
+    to_out = OUT in receivers
+    receiving: dict[str, bool] = {}
     splits: dict[tuple, object] = {}
 
     def is_receiver(name: str) -> bool:
-        return any(within(r, name) for r in inner)
+        found = receiving.get(name)
+        if found is None:
+            found = receiving[name] = any(within(r, name) for r in inner)
+        return found
 
     def state(path) -> tuple[bool, bool]:
         """(the path has entered a receiver's input, it did so at its last step)."""
         if len(path) == 1:
-            return OUT in receivers, OUT in receivers
+            return to_out, to_out
         entry = is_receiver(path[-2])
-        return entry or OUT in receivers or any(is_receiver(name) for name in path[:-2]), entry
+        return entry or to_out or any(is_receiver(name) for name in tuple.__getitem__(path, slice(None, -2))), entry
 
     def which(path):
         inside, entry = state(path)
@@ -249,9 +245,9 @@ def path_patch_functions(block_senders: Sequence[frozenset], receivers: frozense
         if (inside, entry, last) not in splits:
             if not inside:  # toward the receivers: split what contains or follows one
                 needs = any(within(last, r) or within(r, last) or order(last) > order(r) for r in inner)
-                answers = [needs] * len(block_senders)
+                answers = (1 << blocks.k) - 1 if needs else 0
             else:  # in a receiver's input: split only to reach a sender inside a layer
-                answers = [entry and last not in senders and any(strictly_contains(last, s) for s in senders) for senders in block_senders]
+                answers = around.get(last, 0) & ~own.get(last, 0) if entry else 0
             splits[(inside, entry, last)] = blocks.split(answers)
         return splits[(inside, entry, last)]
 
