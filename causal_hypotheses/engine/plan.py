@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numbers
 from collections import Counter
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
@@ -82,7 +83,6 @@ class Planner:
         self.masks: dict[tuple, Mask] = {}
         self._memo: dict[tuple, object] = {}
         self._restricted: dict[tuple, Selector] = {}
-        self._writer_lists: dict[tuple, list] = {}
         self._residuals: dict[tuple, tuple] = {}  # (where, layer, ids of the writers' parts) -> (parts, node)
         self._streams: dict[tuple, tuple] = {}  # under constant_key: (where, layer) -> (node, memo hits on a reuse)
         self.memo_hits = 0
@@ -217,7 +217,7 @@ class Planner:
 
     # ----------------------------------------------------------- DAG building
     def node(self, spec: Spec, children: tuple = ()) -> Node:
-        signature = (spec, tuple(child.id for child in children))
+        signature = (spec, tuple([child.id for child in children]))
         found = self.nodes.get(signature)
         if found is not None:
             self.memo_hits += 1
@@ -244,21 +244,6 @@ class Planner:
         resid = self.residual(Path((), self.graph), "final", self.graph.n_layers)
         return self.node(ir.Final(logit_positions, logit_vocab), (resid,))
 
-    def _writers(self, where: str, layer: int) -> list[tuple[str, str, int]]:
-        """The (name, kind, layer) of every writer into the residual stream ``where`` of ``layer``."""
-        found = self._writer_lists.get((where, layer))
-        if found is None:
-            found = self._writer_lists[(where, layer)] = self._list_writers(where, layer)
-        return found
-
-    def _list_writers(self, where: str, layer: int) -> list[tuple[str, str, int]]:
-        names = [("embed", "embed", -1)]
-        for l in range(layer):
-            names += [(Component("attn", l).name, "attn", l), (Component("mlp", l).name, "mlp", l)]
-        if where == "mlp_in" and not self.graph.parallel_attn_mlp:  # parallel: MLP L reads the layer's input
-            names.append((Component("attn", layer).name, "attn", layer))
-        return names
-
     def residual(self, path: Path, where: str, layer: int) -> Node:
         """The residual stream read at ``path`` (an attention/MLP input or the final one)."""
         if self._constant_key:  # every reader's writers have the keys (name, 0): one stream per place
@@ -268,7 +253,7 @@ class Planner:
                 return found[0]
         parts: list[tuple[tuple, Part]] = []
         key, memo, constant = self._key, self._memo, self._constant_key
-        writers = self._writers(where, layer)
+        writers = stream_writers(where, layer, self.graph.parallel_attn_mlp)
         for name, kind, l in writers:
             memo_key = None
             if key is not None:  # most writers of most streams are planned already: found here, no call
@@ -342,7 +327,7 @@ class Planner:
         return self._memoised(path, build, memo_key)
 
     def attention(self, path: Path, layer: int) -> list[tuple[tuple, "Part"]]:
-        parts = [self.head(path + (Component("attn", layer, h).name,), layer, h) for h in range(self.graph.n_heads)]
+        parts = [self.head(path + (head_name(layer, h),), layer, h) for h in range(self.graph.n_heads)]
         if all(part == parts[0] for part in parts) and isinstance(parts[0], Read):
             return [(("attn_out", layer), parts[0])]
         if all(isinstance(part, Computed) and part.node.op is Op.HEAD_CORE for part in parts):
@@ -367,9 +352,8 @@ class Planner:
 
         def split_head(split):
             sources = []
-            for channel in CHANNELS:
-                channel_path = path[:-1] + (Component("attn", layer, head, channel).name,)
-                source = self.channel(channel_path, layer)
+            for c, channel in enumerate(CHANNELS):
+                source = self.channel(path[:-1] + (head_name(layer, head, channel),), layer, head, c)
                 sources.append(source if split is True else self._unmixed(source, split))
             if all(source == sources[0] for source in sources):
                 # A head whose three inputs read one input is that input's head output,
@@ -401,8 +385,9 @@ class Planner:
             return self.node(ir.Proj(layer, head, c), (source.resid,))
         return source.node  # a Vector: already the channel's q, k or v
 
-    def channel(self, path: Path, layer: int) -> "Channel":
-        """How one head input is obtained: read, computed from a residual, or a vector node."""
+    def channel(self, path: Path, layer: int, h: int, c: int) -> "Channel":
+        """How input ``c`` (0 q, 1 k, 2 v) of head ``h`` is obtained: read, computed from a
+        residual, or a vector node."""
 
         def build():
             split = self.branch(path)
@@ -411,13 +396,28 @@ class Planner:
             resid = self.residual(path, "attn_in", layer)
             if split is True:
                 return FromResidual(resid)
-            component = self.graph.parse(path[-1])
-            h, c = component.head, CHANNELS.index(component.channel)
             own = self.node(ir.Proj(layer, h, c), (resid,))
             other = self.gather(("qkv", layer, h, c), self.select(path))
             return Vector(self.node(ir.Mix(split.key), (own, other)))
 
         return self._memoised(path, build)
+
+
+@lru_cache(maxsize=4096)
+def stream_writers(where: str, layer: int, parallel_attn_mlp: bool) -> tuple[tuple[str, str, int], ...]:
+    """The (name, kind, layer) of every writer into the residual stream ``where`` of ``layer``."""
+    names = [("embed", "embed", -1)]
+    for l in range(layer):
+        names += [(Component("attn", l).name, "attn", l), (Component("mlp", l).name, "mlp", l)]
+    if where == "mlp_in" and not parallel_attn_mlp:  # parallel: MLP L reads the layer's input
+        names.append((Component("attn", layer).name, "attn", layer))
+    return tuple(names)
+
+
+@lru_cache(maxsize=65536)
+def head_name(layer: int, head: int, channel: str | None = None) -> str:
+    """``a{layer}.h{head}`` or, with a channel, ``a{layer}.h{head}.{channel}``."""
+    return Component("attn", layer, head, channel).name
 
 
 def entry_mask(rows: torch.Tensor, seq: int) -> torch.Tensor:
