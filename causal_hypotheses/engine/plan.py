@@ -83,6 +83,7 @@ class Planner:
         self.masks: dict[tuple, Mask] = {}
         self._memo: dict[tuple, object] = {}
         self._restricted: dict[tuple, Selector] = {}
+        self._inside: dict[tuple, bool] = {}  # (inner mask key, outer mask key) -> _within's answer
         self._residuals: dict[tuple, tuple] = {}  # (where, layer, ids of the writers' parts) -> (parts, node)
         self._streams: dict[tuple, tuple] = {}  # under constant_key: (where, layer) -> (node, memo hits on a reuse)
         self.memo_hits = 0
@@ -374,9 +375,17 @@ class Planner:
         if not isinstance(source, Vector) or source.node.op is not Op.MIX:
             return source
         mix = source.node
-        if bool((entry_mask(mask.rows, self.seq) & ~entry_mask(self.masks[mix.spec.mask].rows, self.seq)).any()):
+        if not self._within(mask, self.masks[mix.spec.mask]):
             return source
         return FromResidual(mix.children[0].children[0])  # mix(proj(resid), gather)
+
+    def _within(self, inner: Mask, outer: Mask) -> bool:
+        """Whether every entry of ``inner`` is one of ``outer``'s (asked once per pair of masks)."""
+        pair = (inner.key, outer.key)
+        found = self._inside.get(pair)
+        if found is None:
+            found = self._inside[pair] = not bool((entry_mask(inner.rows, self.seq) & ~entry_mask(outer.rows, self.seq)).any())
+        return found
 
     def _channel_node(self, layer: int, head: int, c: int, source: "Channel") -> Node:
         if isinstance(source, Read):
