@@ -83,6 +83,7 @@ class Planner:
         self.masks: dict[tuple, Mask] = {}
         self._memo: dict[tuple, object] = {}
         self._restricted: dict[tuple, Selector] = {}
+        self._changes: dict[tuple, tuple] = {}  # (id(part), site, base key) -> (part, signs, terms, nodes asked)
         self._inside: dict[tuple, bool] = {}  # (inner mask key, outer mask key) -> _within's answer
         self._residuals: dict[tuple, tuple] = {}  # (where, layer, ids of the writers' parts) -> (parts, node)
         self._streams: dict[tuple, tuple] = {}  # under constant_key: (where, layer) -> (node, memo hits on a reuse)
@@ -285,25 +286,32 @@ class Planner:
         site = ("resid", where, layer if where != "final" else -1)
         signs, terms = [1], [self.gather(site, base)]
         for part_site, part in parts:
-            mask = None
-            if isinstance(part, ForExamples):  # a part that counts for some examples only
-                mask, part = part.mask, part.part
-                if isinstance(part, Read):
-                    part = Read(self.restrict(part.selector, mask, base))
-            if isinstance(part, Read):  # only rows whose choice differs from the base change
-                if part.selector is base:  # selectors are interned: the base itself, nothing changes
-                    continue
-                signs.append(1)
-                terms.append(self.node(ir.Delta(part_site, part.selector.key, base.key)))
-            elif mask is not None:
-                signs.append(1)
-                terms.append(self.node(ir.MaskedDelta(part_site, base.key, mask.key), (part.node,)))
+            found = self._changes.get((id(part), part_site, base.key))
+            if found is None:
+                found = self._changes[(id(part), part_site, base.key)] = (part, *self._change(part_site, part, base))
             else:
-                signs += [1, -1]
-                terms += [part.node, self.gather(part_site, base)]
+                self.memo_hits += found[3]  # the nodes that making it again would have found
+            signs += found[1]
+            terms += found[2]
         if len(terms) == 1:
             return terms[0]
         return self.node(ir.Sum(tuple(signs)), tuple(terms))
+
+    def _change(self, site: tuple, part: "Part", base: Selector) -> tuple[list[int], list[Node], int]:
+        """What ``part`` changes in a stream gathered with ``base``: its signs and terms (none if
+        nothing changes), and the number of nodes asked for."""
+        mask = None
+        if isinstance(part, ForExamples):  # a part that counts for some examples only
+            mask, part = part.mask, part.part
+            if isinstance(part, Read):
+                part = Read(self.restrict(part.selector, mask, base))
+        if isinstance(part, Read):  # only rows whose choice differs from the base change
+            if part.selector is base:  # selectors are interned: the base itself, nothing changes
+                return [], [], 0
+            return [1], [self.node(ir.Delta(site, part.selector.key, base.key))], 1
+        if mask is not None:
+            return [1], [self.node(ir.MaskedDelta(site, base.key, mask.key), (part.node,))], 1
+        return [1, -1], [part.node, self.gather(site, base)], 1
 
     def writer(self, path: Path, kind: str, layer: int, memo_key: tuple | None = None) -> list[tuple[tuple, "Part"]]:
         """What one layer-level writer adds: [(site, part), ...] (``memo_key``: see _memoised)."""
