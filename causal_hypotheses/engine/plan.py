@@ -84,6 +84,7 @@ class Planner:
         self._memo: dict[tuple, object] = {}
         self._restricted: dict[tuple, Selector] = {}
         self._changes: dict[tuple, tuple] = {}  # (id(part), site, base key) -> (part, signs, terms, nodes asked)
+        self._splits: dict[tuple, object] = {}  # (dims, bytes) of a bool tensor branch answer -> what it means
         self._inside: dict[tuple, bool] = {}  # (inner mask key, outer mask key) -> _within's answer
         self._residuals: dict[tuple, tuple] = {}  # (where, layer, ids of the writers' parts) -> (parts, node)
         self._streams: dict[tuple, tuple] = {}  # under constant_key: (where, layer) -> (node, memo hits on a reuse)
@@ -107,6 +108,8 @@ class Planner:
         if self._branch is None:
             return False
         answer = self._branch(path)
+        if answer.__class__ is bool:  # the usual answer, as below
+            return answer
         expected = (
             f"expected True (split the computation here), False, or a bool tensor ({self.batch},) "
             f"to split some examples only, or ({self.batch}, {self.seq}) to split some positions only"
@@ -118,14 +121,12 @@ class Planner:
                     f"{'example' if answer.dim() == 1 else 'position'} answer must be a bool tensor "
                     f"{tuple(answer.shape)}: convert it, e.g. (answer != 0)"
                 )
-            if bool(answer.all()):
-                return True
-            if not bool(answer.any()):
-                return False
             answer = answer.detach().cpu()
-            if answer.dim() == 2 and bool((answer == answer[:, :1]).all()):
-                answer = answer[:, 0].contiguous()  # the same at every position: a split of examples
-            return self._intern_mask(answer.contiguous())
+            content = (answer.dim(), answer.numpy().tobytes())  # functions often return one tensor for many paths
+            found = self._splits.get(content)
+            if found is None:
+                found = self._splits[content] = self._split(answer)
+            return found
         if isinstance(answer, torch.Tensor):
             if answer.dim() != 0:
                 raise SelectorError(f"branch({tuple(path)}) returned a tensor of shape {tuple(answer.shape)}; {expected}")
@@ -142,6 +143,16 @@ class Planner:
                if isinstance(answer, numbers.Integral) else "")
         )
 
+    def _split(self, answer: torch.Tensor):
+        """A bool tensor answer of ``branch`` as True, False or a Mask."""
+        if bool(answer.all()):
+            return True
+        if not bool(answer.any()):
+            return False
+        if answer.dim() == 2 and bool((answer == answer[:, :1]).all()):
+            answer = answer[:, 0].contiguous()  # the same at every position: a split of examples
+        return self._intern_mask(answer.contiguous())
+
     def _intern_mask(self, mask: torch.Tensor) -> "Mask":
         key = ("mask", tuple(mask.shape), mask.numpy().tobytes())
         found = self.masks.get(key)
@@ -155,6 +166,8 @@ class Planner:
         return self._normalise(value, path)
 
     def _normalise(self, value, path: Path) -> Selector:
+        if value.__class__ is int and 0 <= value < self.n_inputs:  # the usual answer, as below
+            return self._intern("input", value)
         where = f"which({tuple(path)})"
         valid = f"an input index 0..{self.n_inputs - 1}"
         if isinstance(value, torch.Tensor) and value.dim() == 0:
