@@ -157,7 +157,7 @@ class Planner:
         key = ("mask", tuple(mask.shape), mask.numpy().tobytes())
         found = self.masks.get(key)
         if found is None:
-            found = self.masks[key] = Mask(mask, key)
+            found = self.masks[key] = Mask(mask.clone(), key)  # a copy: the answer may be a buffer the function refills
         return found
 
     def select(self, path: Path) -> Selector:
@@ -226,8 +226,8 @@ class Planner:
     def _intern(self, kind: str, index) -> Selector:
         key = (kind, index if kind == "input" else index.numpy().tobytes())
         found = self.selectors.get(key)
-        if found is None:
-            found = self.selectors[key] = Selector(kind, index, key)
+        if found is None:  # a tensor is copied: the answer may be a buffer the function refills
+            found = self.selectors[key] = Selector(kind, index if kind == "input" else index.clone(), key)
         return found
 
     # ----------------------------------------------------------- DAG building
