@@ -18,7 +18,7 @@ import torch
 from ..engine.core import as_index, describe, is_boolean
 from ..engine.plan import constant_key
 from ..errors import InputError, PositionError, UnknownComponentError
-from ..graph import ModelGraph, component, within
+from ..graph import ModelGraph, component, enclosing, within
 
 OUT = "out"
 
@@ -193,12 +193,6 @@ def _block_sets(block_nodes: Sequence[frozenset]) -> tuple[dict, dict, dict]:
     return by_name, own, around
 
 
-def enclosing(name: str) -> list[str]:
-    """The names that strictly contain ``name`` (``a5.h1.q``: ``a5.h1``, ``a5``): exactly the
-    ``outer`` for which ``name.startswith(outer + ".")``."""
-    return [name[:i] for i, char in enumerate(name) if char == "."]
-
-
 def _bits(blocks) -> int:
     """A set of block numbers as an int's bits."""
     mask = 0
@@ -233,7 +227,7 @@ def path_patch_functions(block_senders: Sequence[frozenset], receivers: frozense
         if len(path) == 1:
             return to_out, to_out
         entry = is_receiver(path[-2])
-        return entry or to_out or any(is_receiver(name) for name in tuple.__getitem__(path, slice(None, -2))), entry
+        return entry or to_out or any(is_receiver(name) for name in path[:-2]), entry
 
     def which(path):
         inside, entry = state(path)
