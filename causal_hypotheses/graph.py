@@ -195,6 +195,12 @@ def within(name: str, element: str) -> bool:
     return element == name or element.startswith(name + ".")
 
 
+def enclosing(name: str) -> list[str]:
+    """The names that strictly contain ``name``, coarsest first (``a5.h1.q``: ``a5``, ``a5.h1``):
+    exactly the ``outer`` with ``within(outer, name)`` and ``outer != name``."""
+    return [name[:i] for i, char in enumerate(name) if char == "."]
+
+
 # A graph with every layer and head: checks spelling and structure, never ranges.
 ANY_MODEL = ModelGraph(n_layers=sys.maxsize, n_heads=sys.maxsize)
 

@@ -202,6 +202,63 @@ def test_caching_and_memoisation_change_no_number(tiny_model, tiny_tokens):
     assert unmemoised.stats.paths_visited > cold.stats.paths_visited
 
 
+def _plan(result) -> list:
+    """A run's plan as (spec, child ids) per node, in the order planned."""
+    return [(node.spec, tuple(child.id for child in node.children)) for node in result._planner.nodes.values()]
+
+
+def test_constant_key_plans_as_a_constant_key_that_is_called(tiny_model, tiny_tokens):
+    """key=constant_key (never called, one plan per residual stream) plans what a key function
+    returning 0 for every path plans: the same nodes, counters and logits."""
+    from causal_hypotheses.engine.plan import constant_key
+    from causal_hypotheses.interventions.compile import activation_patch_functions, position_rows
+
+    clean, corrupt = tiny_tokens
+    blocks = [frozenset(["a0.h1"]), frozenset(["m0", "a1.h2.q"]), frozenset(["a1"])]
+    which, branch, key = activation_patch_functions(blocks, clean.shape[0], position_rows([2, 5], *clean.shape))
+    assert key is constant_key
+    inputs = [clean.repeat(3, 1), corrupt.repeat(3, 1)]
+    engine = Engine.from_hf(tiny_model)
+    fast = engine.run(inputs, which, branch, key=constant_key)
+    called = engine.run(inputs, which, branch, key=lambda path: 0)
+    assert _plan(fast) == _plan(called) and fast.root.id == called.root.id
+    assert (fast.stats.memo_hits, fast.stats.paths_visited) == (called.stats.memo_hits, called.stats.paths_visited)
+    assert torch.equal(fast.logits, called.logits)
+
+
+def test_answers_are_read_by_content_not_identity(tiny_model, tiny_tokens):
+    """A branch and a which that refill one tensor in place for every path plan and compute as
+    ones that return a new tensor each time: the planner keeps what an answer means by its
+    content, and a copy of it."""
+    from causal_hypotheses.interventions.compile import activation_patch_functions
+
+    clean, corrupt = tiny_tokens
+    rows = 3 * clean.shape[0]
+    which, branch, key = activation_patch_functions([frozenset(["a0.h1"]), frozenset(["m0"]), frozenset(["a1.h2"])], clean.shape[0])
+    buffer = torch.zeros(rows, dtype=torch.bool)
+
+    def fresh(path):
+        answer = branch(path)
+        return answer.clone() if isinstance(answer, torch.Tensor) else torch.full((rows,), answer)
+
+    def refilled(path):
+        return buffer.copy_(fresh(path))
+
+    chosen = torch.zeros(rows, dtype=torch.long)
+
+    def which_refilled(path):
+        answer = which(path)
+        return chosen.copy_(answer) if isinstance(answer, torch.Tensor) else answer
+
+    inputs = [clean.repeat(3, 1), corrupt.repeat(3, 1)]
+    engine = Engine.from_hf(tiny_model)
+    one, other = engine.run(inputs, which, fresh, key=key), engine.run(inputs, which_refilled, refilled, key=key)
+    assert len(one._planner.masks) >= 2  # more than one split was asked with the one buffer
+    assert sum(s.kind == "example" for s in one._planner.selectors.values()) >= 2  # and which answered with it twice
+    assert _plan(one) == _plan(other)
+    assert torch.equal(one.logits, other.logits)
+
+
 def test_node_evaluations_equal_distinct_signatures(tiny_model, tiny_tokens):
     """Path patch a0 -> every q/k/v input of every head of a1 (direct to the output).
 

@@ -43,6 +43,15 @@ def test_path_membership_is_hierarchical():
     assert path[-1] == "m2" and isinstance(path[:2], Path) and path[:2] == ("a9.h9.q", "a5.h1")
 
 
+def test_enclosing_names_are_those_that_strictly_contain_a_name():
+    from causal_hypotheses.graph import enclosing, within
+
+    names = ["embed", "a1", "a11", "a1.h2", "a1.h21", "a11.h2", "a1.h2.q", "a1.h2.k", "a11.h2.q", "m1", "m11"]
+    assert enclosing("a11.h2.q") == ["a11", "a11.h2"]
+    for name in names:
+        assert set(enclosing(name)) == {outer for outer in names if outer != name and within(outer, name)}
+
+
 def test_path_membership_rejects_names_the_model_lacks():
     """A typo in which() must raise, not silently never match."""
     with pytest.raises(UnknownComponentError, match="'a12' names layer 12"):

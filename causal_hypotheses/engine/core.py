@@ -202,7 +202,10 @@ class Engine:
         ``key(path)``, optional, returns a hashable summary of a path such that two paths
         with equal keys (and equal last names) have identical ``which``/``branch`` answers
         on themselves and every extension: their subtrees are planned once.  Without it,
-        the planner still merges identical computations, but walks every path.
+        the planner still merges identical computations, but walks every path.  Where the
+        answers depend on a path's last name only, pass ``key=constant_key`` (engine/plan.py:
+        0 for every path): the planner knows it is constant, so it never calls it and plans
+        each residual stream once.
 
         ``logit_positions`` (an index or list of indices into T) computes the output at
         those positions only: ``logits`` is then (B, P, V) and ``hidden_states`` (B, P, D).

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numbers
 from collections import Counter
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
@@ -21,6 +22,13 @@ from ..errors import PlanTooLargeError, SelectorError
 from ..graph import CHANNELS, Component, ModelGraph, Path
 from . import ir
 from .ir import Node, Op, Spec
+
+
+def constant_key(path: Path) -> int:
+    """A ``key`` for functions whose answers on a path depend on its last name only: 0 for every
+    path (see Engine.run).  The planner knows it is constant, so it neither calls it nor builds
+    the paths it would be called on: each name is planned once, and each residual stream once."""
+    return 0
 
 
 class Selector:
@@ -68,14 +76,18 @@ class Planner:
         self.graph = graph
         self.n_inputs, self.batch, self.seq = n_inputs, batch, seq
         self._which, self._branch, self._key = which, branch, key
+        self._constant_key = key is constant_key
         self.max_paths = max_paths
         self.nodes: dict[tuple, Node] = {}
         self.selectors: dict[tuple, Selector] = {}
         self.masks: dict[tuple, Mask] = {}
         self._memo: dict[tuple, object] = {}
         self._restricted: dict[tuple, Selector] = {}
-        self._writer_lists: dict[tuple, list] = {}
+        self._changes: dict[tuple, tuple] = {}  # (id(part), site, base key) -> (part, signs, terms, nodes asked)
+        self._splits: dict[tuple, object] = {}  # (dims, bytes) of a bool tensor branch answer -> what it means
+        self._inside: dict[tuple, bool] = {}  # (inner mask key, outer mask key) -> _within's answer
         self._residuals: dict[tuple, tuple] = {}  # (where, layer, ids of the writers' parts) -> (parts, node)
+        self._streams: dict[tuple, tuple] = {}  # under constant_key: (where, layer) -> (node, memo hits on a reuse)
         self.memo_hits = 0
         self.paths_visited = 0
 
@@ -96,6 +108,8 @@ class Planner:
         if self._branch is None:
             return False
         answer = self._branch(path)
+        if answer.__class__ is bool:  # the usual answer, as below
+            return answer
         expected = (
             f"expected True (split the computation here), False, or a bool tensor ({self.batch},) "
             f"to split some examples only, or ({self.batch}, {self.seq}) to split some positions only"
@@ -107,14 +121,12 @@ class Planner:
                     f"{'example' if answer.dim() == 1 else 'position'} answer must be a bool tensor "
                     f"{tuple(answer.shape)}: convert it, e.g. (answer != 0)"
                 )
-            if bool(answer.all()):
-                return True
-            if not bool(answer.any()):
-                return False
             answer = answer.detach().cpu()
-            if answer.dim() == 2 and bool((answer == answer[:, :1]).all()):
-                answer = answer[:, 0].contiguous()  # the same at every position: a split of examples
-            return self._intern_mask(answer.contiguous())
+            content = (answer.dim(), answer.numpy().tobytes())  # functions often return one tensor for many paths
+            found = self._splits.get(content)
+            if found is None:
+                found = self._splits[content] = self._split(answer)
+            return found
         if isinstance(answer, torch.Tensor):
             if answer.dim() != 0:
                 raise SelectorError(f"branch({tuple(path)}) returned a tensor of shape {tuple(answer.shape)}; {expected}")
@@ -131,11 +143,21 @@ class Planner:
                if isinstance(answer, numbers.Integral) else "")
         )
 
+    def _split(self, answer: torch.Tensor):
+        """A bool tensor answer of ``branch`` as True, False or a Mask."""
+        if bool(answer.all()):
+            return True
+        if not bool(answer.any()):
+            return False
+        if answer.dim() == 2 and bool((answer == answer[:, :1]).all()):
+            answer = answer[:, 0].contiguous()  # the same at every position: a split of examples
+        return self._intern_mask(answer.contiguous())
+
     def _intern_mask(self, mask: torch.Tensor) -> "Mask":
         key = ("mask", tuple(mask.shape), mask.numpy().tobytes())
         found = self.masks.get(key)
         if found is None:
-            found = self.masks[key] = Mask(mask, key)
+            found = self.masks[key] = Mask(mask.clone(), key)  # a copy: the answer may be a buffer the function refills
         return found
 
     def select(self, path: Path) -> Selector:
@@ -144,6 +166,8 @@ class Planner:
         return self._normalise(value, path)
 
     def _normalise(self, value, path: Path) -> Selector:
+        if value.__class__ is int and 0 <= value < self.n_inputs:  # the usual answer, as below
+            return self._intern("input", value)
         where = f"which({tuple(path)})"
         valid = f"an input index 0..{self.n_inputs - 1}"
         if isinstance(value, torch.Tensor) and value.dim() == 0:
@@ -202,13 +226,13 @@ class Planner:
     def _intern(self, kind: str, index) -> Selector:
         key = (kind, index if kind == "input" else index.numpy().tobytes())
         found = self.selectors.get(key)
-        if found is None:
-            found = self.selectors[key] = Selector(kind, index, key)
+        if found is None:  # a tensor is copied: the answer may be a buffer the function refills
+            found = self.selectors[key] = Selector(kind, index if kind == "input" else index.clone(), key)
         return found
 
     # ----------------------------------------------------------- DAG building
     def node(self, spec: Spec, children: tuple = ()) -> Node:
-        signature = (spec, tuple(child.id for child in children))
+        signature = (spec, tuple([child.id for child in children]))
         found = self.nodes.get(signature)
         if found is not None:
             self.memo_hits += 1
@@ -224,7 +248,7 @@ class Planner:
         if self._key is None:
             return build()
         if memo_key is None:
-            memo_key = (path[-1], self._key(path))
+            memo_key = (path[-1], 0 if self._constant_key else self._key(path))
         if memo_key in self._memo:
             self.memo_hits += 1
             return self._memo[memo_key]
@@ -235,45 +259,38 @@ class Planner:
         resid = self.residual(Path((), self.graph), "final", self.graph.n_layers)
         return self.node(ir.Final(logit_positions, logit_vocab), (resid,))
 
-    def _writers(self, where: str, layer: int) -> list[tuple[str, str, int]]:
-        """The (name, kind, layer) of every writer into the residual stream ``where`` of ``layer``."""
-        found = self._writer_lists.get((where, layer))
-        if found is None:
-            found = self._writer_lists[(where, layer)] = self._list_writers(where, layer)
-        return found
-
-    def _list_writers(self, where: str, layer: int) -> list[tuple[str, str, int]]:
-        names = [("embed", "embed", -1)]
-        for l in range(layer):
-            names += [(Component("attn", l).name, "attn", l), (Component("mlp", l).name, "mlp", l)]
-        if where == "mlp_in" and not self.graph.parallel_attn_mlp:  # parallel: MLP L reads the layer's input
-            names.append((Component("attn", layer).name, "attn", layer))
-        return names
-
     def residual(self, path: Path, where: str, layer: int) -> Node:
         """The residual stream read at ``path`` (an attention/MLP input or the final one)."""
+        if self._constant_key:  # every reader's writers have the keys (name, 0): one stream per place
+            found = self._streams.get((where, layer))
+            if found is not None:
+                self.memo_hits += found[1]  # the writers and the stream a walk would have found
+                return found[0]
         parts: list[tuple[tuple, Part]] = []
-        key, memo = self._key, self._memo
-        for name, kind, l in self._writers(where, layer):
-            writer_path = path + (name,)
+        key, memo, constant = self._key, self._memo, self._constant_key
+        writers = stream_writers(where, layer, self.graph.parallel_attn_mlp)
+        for name, kind, l in writers:
             memo_key = None
             if key is not None:  # most writers of most streams are planned already: found here, no call
-                memo_key = (name, key(writer_path))
+                memo_key = (name, 0) if constant else (name, key(path + (name,)))
                 found = memo.get(memo_key)
                 if found is not None:
                     self.memo_hits += 1
                     parts += found
                     continue
-            parts += self.writer(writer_path, kind, l, memo_key)
+            parts += self.writer(path + (name,), kind, l, memo_key)
         # The same writers' parts (memoised ones, as under ``key``) make the same stream: built once.
         # The entry holds the parts, so no id in its signature can be another object's.
         signature = (where, layer, tuple([id(part) for _, part in parts]))
         found = self._residuals.get(signature)
         if found is not None:
             self.memo_hits += 1
-            return found[1]
-        node = self._residual(parts, where, layer)
-        self._residuals[signature] = (parts, node)
+            node = found[1]
+        else:
+            node = self._residual(parts, where, layer)
+            self._residuals[signature] = (parts, node)
+        if constant:
+            self._streams[(where, layer)] = (node, len(writers) + 1)
         return node
 
     def _residual(self, parts: list[tuple[tuple, "Part"]], where: str, layer: int) -> Node:
@@ -282,25 +299,32 @@ class Planner:
         site = ("resid", where, layer if where != "final" else -1)
         signs, terms = [1], [self.gather(site, base)]
         for part_site, part in parts:
-            mask = None
-            if isinstance(part, ForExamples):  # a part that counts for some examples only
-                mask, part = part.mask, part.part
-                if isinstance(part, Read):
-                    part = Read(self.restrict(part.selector, mask, base))
-            if isinstance(part, Read):  # only rows whose choice differs from the base change
-                if part.selector is base:  # selectors are interned: the base itself, nothing changes
-                    continue
-                signs.append(1)
-                terms.append(self.node(ir.Delta(part_site, part.selector.key, base.key)))
-            elif mask is not None:
-                signs.append(1)
-                terms.append(self.node(ir.MaskedDelta(part_site, base.key, mask.key), (part.node,)))
+            found = self._changes.get((id(part), part_site, base.key))
+            if found is None:
+                found = self._changes[(id(part), part_site, base.key)] = (part, *self._change(part_site, part, base))
             else:
-                signs += [1, -1]
-                terms += [part.node, self.gather(part_site, base)]
+                self.memo_hits += found[3]  # the nodes that making it again would have found
+            signs += found[1]
+            terms += found[2]
         if len(terms) == 1:
             return terms[0]
         return self.node(ir.Sum(tuple(signs)), tuple(terms))
+
+    def _change(self, site: tuple, part: "Part", base: Selector) -> tuple[list[int], list[Node], int]:
+        """What ``part`` changes in a stream gathered with ``base``: its signs and terms (none if
+        nothing changes), and the number of nodes asked for."""
+        mask = None
+        if isinstance(part, ForExamples):  # a part that counts for some examples only
+            mask, part = part.mask, part.part
+            if isinstance(part, Read):
+                part = Read(self.restrict(part.selector, mask, base))
+        if isinstance(part, Read):  # only rows whose choice differs from the base change
+            if part.selector is base:  # selectors are interned: the base itself, nothing changes
+                return [], [], 0
+            return [1], [self.node(ir.Delta(site, part.selector.key, base.key))], 1
+        if mask is not None:
+            return [1], [self.node(ir.MaskedDelta(site, base.key, mask.key), (part.node,))], 1
+        return [1, -1], [part.node, self.gather(site, base)], 1
 
     def writer(self, path: Path, kind: str, layer: int, memo_key: tuple | None = None) -> list[tuple[tuple, "Part"]]:
         """What one layer-level writer adds: [(site, part), ...] (``memo_key``: see _memoised)."""
@@ -325,7 +349,7 @@ class Planner:
         return self._memoised(path, build, memo_key)
 
     def attention(self, path: Path, layer: int) -> list[tuple[tuple, "Part"]]:
-        parts = [self.head(path + (Component("attn", layer, h).name,), layer, h) for h in range(self.graph.n_heads)]
+        parts = [self.head(path + (head_name(layer, h),), layer, h) for h in range(self.graph.n_heads)]
         if all(part == parts[0] for part in parts) and isinstance(parts[0], Read):
             return [(("attn_out", layer), parts[0])]
         if all(isinstance(part, Computed) and part.node.op is Op.HEAD_CORE for part in parts):
@@ -350,9 +374,8 @@ class Planner:
 
         def split_head(split):
             sources = []
-            for channel in CHANNELS:
-                channel_path = path[:-1] + (Component("attn", layer, head, channel).name,)
-                source = self.channel(channel_path, layer)
+            for c, channel in enumerate(CHANNELS):
+                source = self.channel(path[:-1] + (head_name(layer, head, channel),), layer, head, c)
                 sources.append(source if split is True else self._unmixed(source, split))
             if all(source == sources[0] for source in sources):
                 # A head whose three inputs read one input is that input's head output,
@@ -373,9 +396,17 @@ class Planner:
         if not isinstance(source, Vector) or source.node.op is not Op.MIX:
             return source
         mix = source.node
-        if bool((entry_mask(mask.rows, self.seq) & ~entry_mask(self.masks[mix.spec.mask].rows, self.seq)).any()):
+        if not self._within(mask, self.masks[mix.spec.mask]):
             return source
         return FromResidual(mix.children[0].children[0])  # mix(proj(resid), gather)
+
+    def _within(self, inner: Mask, outer: Mask) -> bool:
+        """Whether every entry of ``inner`` is one of ``outer``'s (asked once per pair of masks)."""
+        pair = (inner.key, outer.key)
+        found = self._inside.get(pair)
+        if found is None:
+            found = self._inside[pair] = not bool((entry_mask(inner.rows, self.seq) & ~entry_mask(outer.rows, self.seq)).any())
+        return found
 
     def _channel_node(self, layer: int, head: int, c: int, source: "Channel") -> Node:
         if isinstance(source, Read):
@@ -384,8 +415,9 @@ class Planner:
             return self.node(ir.Proj(layer, head, c), (source.resid,))
         return source.node  # a Vector: already the channel's q, k or v
 
-    def channel(self, path: Path, layer: int) -> "Channel":
-        """How one head input is obtained: read, computed from a residual, or a vector node."""
+    def channel(self, path: Path, layer: int, h: int, c: int) -> "Channel":
+        """How input ``c`` (0 q, 1 k, 2 v) of head ``h`` is obtained: read, computed from a
+        residual, or a vector node."""
 
         def build():
             split = self.branch(path)
@@ -394,13 +426,28 @@ class Planner:
             resid = self.residual(path, "attn_in", layer)
             if split is True:
                 return FromResidual(resid)
-            component = self.graph.parse(path[-1])
-            h, c = component.head, CHANNELS.index(component.channel)
             own = self.node(ir.Proj(layer, h, c), (resid,))
             other = self.gather(("qkv", layer, h, c), self.select(path))
             return Vector(self.node(ir.Mix(split.key), (own, other)))
 
         return self._memoised(path, build)
+
+
+@lru_cache(maxsize=4096)
+def stream_writers(where: str, layer: int, parallel_attn_mlp: bool) -> tuple[tuple[str, str, int], ...]:
+    """The (name, kind, layer) of every writer into the residual stream ``where`` of ``layer``."""
+    names = [("embed", "embed", -1)]
+    for l in range(layer):
+        names += [(Component("attn", l).name, "attn", l), (Component("mlp", l).name, "mlp", l)]
+    if where == "mlp_in" and not parallel_attn_mlp:  # parallel: MLP L reads the layer's input
+        names.append((Component("attn", layer).name, "attn", layer))
+    return tuple(names)
+
+
+@lru_cache(maxsize=65536)
+def head_name(layer: int, head: int, channel: str | None = None) -> str:
+    """``a{layer}.h{head}`` or, with a channel, ``a{layer}.h{head}.{channel}``."""
+    return Component("attn", layer, head, channel).name
 
 
 def entry_mask(rows: torch.Tensor, seq: int) -> torch.Tensor:

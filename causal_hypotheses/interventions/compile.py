@@ -16,8 +16,9 @@ import numpy as np
 import torch
 
 from ..engine.core import as_index, describe, is_boolean
+from ..engine.plan import constant_key
 from ..errors import InputError, PositionError, UnknownComponentError
-from ..graph import ModelGraph, component, within
+from ..graph import ModelGraph, component, enclosing, within
 
 OUT = "out"
 
@@ -25,10 +26,6 @@ OUT = "out"
 def order(name: str) -> int:
     """Place of a component in the residual stream: embed, a0, m0, a1, m1, ..."""
     return component(name).order
-
-
-def strictly_contains(coarse: str, fine: str) -> bool:
-    return coarse != fine and within(coarse, fine)
 
 
 def check_writers(graph: ModelGraph, names: Sequence[str], role: str) -> None:
@@ -106,6 +103,7 @@ class _Blocks:
         self.k, self.b = n_blocks, batch
         self.pattern = source_pattern  # (B, T) mask of source positions, or None for all
         self.source = source_input  # an input index, or a LongTensor (B,) of one per example
+        self._splits: dict[int, torch.Tensor] = {}  # split's answers, by their bits
 
     def select(self, blocks: list[int]):
         """Input index per row: the source in ``blocks`` (at the patched positions), else 0."""
@@ -122,15 +120,24 @@ class _Blocks:
         chosen[blocks] = self.pattern * source
         return chosen.flatten(0, 1)
 
-    def split(self, needs: list):
-        """Per block: False, True, or a (B, T) mask of the positions to split at."""
-        if not any(isinstance(need, torch.Tensor) for need in needs):
-            if self.k == 1:
-                return needs[0]
-            return torch.tensor(needs).repeat_interleave(self.b)
-        shape = self.pattern.shape
-        chosen = torch.stack([need if isinstance(need, torch.Tensor) else torch.full(shape, need) for need in needs])
+    def split(self, needs: int, at_positions: int = 0, positions: torch.Tensor | None = None):
+        """Where to split, block k's answer in bit k: True where ``needs`` has it, the (B, T) mask
+        ``positions`` where ``at_positions`` has it, False elsewhere.  An answer that is the same for
+        every block is True or False; the others are bool tensors (K * B,) or (K * B, T), those
+        (K * B,) made once per set of bits."""
+        if not at_positions:
+            if needs == 0 or needs == (1 << self.k) - 1:
+                return needs != 0
+            found = self._splits.get(needs)
+            if found is None:
+                found = self._splits[needs] = torch.tensor(self._bools(needs)).repeat_interleave(self.b)
+            return found
+        chosen = torch.tensor(self._bools(needs))[:, None, None].repeat(1, *positions.shape)
+        chosen[torch.tensor(self._bools(at_positions))] = positions
         return chosen.flatten(0, 1)
+
+    def _bools(self, bits: int) -> list[bool]:
+        return [bool(bits >> k & 1) for k in range(self.k)]
 
 
 def activation_patch_functions(block_nodes: Sequence[frozenset], batch: int, pattern=None, source=1):
@@ -144,12 +151,10 @@ def activation_patch_functions(block_nodes: Sequence[frozenset], batch: int, pat
     patched position nothing has changed yet: the base run is read there, and a pattern that
     patches a suffix of each row needs no split."""
     blocks = _Blocks(len(block_nodes), batch, pattern, source)
-    by_name: dict[str, list[int]] = {}
-    for k, nodes in enumerate(block_nodes):
-        for node in nodes:
-            by_name.setdefault(node, []).append(k)
-    splits: dict[str, object] = {}
+    by_name, own, around = _block_sets(block_nodes)
     earliest = [min((order(n) for n in nodes), default=float("inf")) for nodes in block_nodes]  # a block's first patched place
+    after: dict[int, int] = {}  # place -> the blocks whose first patched place is earlier
+    splits: dict[str, object] = {}
 
     def which(path):
         return blocks.select(by_name.get(path[-1], []))
@@ -158,19 +163,42 @@ def activation_patch_functions(block_nodes: Sequence[frozenset], batch: int, pat
     if gaps is not None and not bool(gaps.any()):
         gaps = None
 
-    def split_for(last, place, nodes, first):
-        if last in nodes:  # patched: recomputed in the gaps, if a patch below it reaches it there
-            return gaps if gaps is not None and place > first else False
-        return place > first or any(strictly_contains(last, n) for n in nodes)
-
     def branch(path):
         last = path[-1]
         if last not in splits:  # split what follows a patched node, or contains one
             place = order(last)
-            splits[last] = blocks.split([split_for(last, place, nodes, first) for nodes, first in zip(block_nodes, earliest)])
+            if place not in after:
+                after[place] = _bits(k for k, first in enumerate(earliest) if place > first)
+            patched = own.get(last, 0)  # patched: recomputed in the gaps, if a patch below it reaches it there
+            needs = (after[place] | around.get(last, 0)) & ~patched
+            regaps = after[place] & patched if gaps is not None else 0
+            splits[last] = blocks.split(needs, regaps, gaps)
         return splits[last]
 
-    return which, branch, (lambda path: 0)
+    return which, branch, constant_key
+
+
+def _block_sets(block_nodes: Sequence[frozenset]) -> tuple[dict, dict, dict]:
+    """By name: the blocks that name it (a list), the same as bits, and the bits of the blocks
+    that name something strictly inside it (``a5`` for ``a5.h1.q``)."""
+    by_name: dict[str, list[int]] = {}
+    for k, nodes in enumerate(block_nodes):
+        for node in nodes:
+            by_name.setdefault(node, []).append(k)
+    own = {name: _bits(ks) for name, ks in by_name.items()}
+    around: dict[str, int] = {}
+    for name, mask in own.items():
+        for outer in enclosing(name):
+            around[outer] = around.get(outer, 0) | mask
+    return by_name, own, around
+
+
+def _bits(blocks) -> int:
+    """A set of block numbers as an int's bits."""
+    mask = 0
+    for k in blocks:
+        mask |= 1 << k
+    return mask
 
 
 def path_patch_functions(block_senders: Sequence[frozenset], receivers: frozenset, batch: int, pattern=None):
@@ -182,22 +210,24 @@ def path_patch_functions(block_senders: Sequence[frozenset], receivers: frozense
     the recomputed downstream, but not a11.h10's query when that is a receiver too).
     """
     blocks = _Blocks(len(block_senders), batch, pattern)
-    by_name: dict[str, list[int]] = {}
-    for k, senders in enumerate(block_senders):
-        for sender in senders:
-            by_name.setdefault(sender, []).append(k)
+    by_name, own, around = _block_sets(block_senders)
     inner = [r for r in receivers if r != OUT]
+    to_out = OUT in receivers
+    receiving: dict[str, bool] = {}
     splits: dict[tuple, object] = {}
 
     def is_receiver(name: str) -> bool:
-        return any(within(r, name) for r in inner)
+        found = receiving.get(name)
+        if found is None:
+            found = receiving[name] = any(within(r, name) for r in inner)
+        return found
 
     def state(path) -> tuple[bool, bool]:
         """(the path has entered a receiver's input, it did so at its last step)."""
         if len(path) == 1:
-            return OUT in receivers, OUT in receivers
+            return to_out, to_out
         entry = is_receiver(path[-2])
-        return entry or OUT in receivers or any(is_receiver(name) for name in path[:-2]), entry
+        return entry or to_out or any(is_receiver(name) for name in path[:-2]), entry
 
     def which(path):
         inside, entry = state(path)
@@ -209,9 +239,9 @@ def path_patch_functions(block_senders: Sequence[frozenset], receivers: frozense
         if (inside, entry, last) not in splits:
             if not inside:  # toward the receivers: split what contains or follows one
                 needs = any(within(last, r) or within(r, last) or order(last) > order(r) for r in inner)
-                answers = [needs] * len(block_senders)
+                answers = (1 << blocks.k) - 1 if needs else 0
             else:  # in a receiver's input: split only to reach a sender inside a layer
-                answers = [entry and last not in senders and any(strictly_contains(last, s) for s in senders) for senders in block_senders]
+                answers = around.get(last, 0) & ~own.get(last, 0) if entry else 0
             splits[(inside, entry, last)] = blocks.split(answers)
         return splits[(inside, entry, last)]
 
