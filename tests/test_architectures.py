@@ -176,7 +176,7 @@ def test_one_position_head_patch_equals_hook_patching(arch, request):
 @pytest.mark.parametrize("positions,shared", [([-1], True), ([-2, -1], True), ([-3, -1], False)])
 def test_sweep_at_the_last_positions_equals_hook_patching(arch, request, positions, shared, monkeypatch):
     """Every head patched alone at the last position(s), the runs' variants of one prompt
-    attending as one batch entry over that prompt's keys read once (Evaluator._core_shared_keys;
+    attending as one batch entry over that prompt's keys read once (Evaluator._attend_shared_keys;
     with a gap in the positions, position 9 is not recomputed in layer 1 although 8 and 10 are,
     so every example's keys are gathered as before): each value equals patching z with hooks
     on HF's model."""

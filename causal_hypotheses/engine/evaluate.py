@@ -38,7 +38,7 @@ from .plan import entry_mask
 DENSE_SHARE = 0.5
 
 # At most this many examples that read one captured row attend as one batch entry in
-# Evaluator._core_shared_keys (its mask is quadratic in them).
+# Evaluator._attend_shared_keys (its mask is quadratic in them).
 SHARED_KEYS_GROUP = 32
 
 
@@ -524,23 +524,30 @@ class Evaluator:
         start, stop = self._span(changed)
         window = self.costs.windows[layer] if self.costs.windows else None
         first = 0 if window is None else max(0, start - window + 1)  # the first key any of these queries reads
-        shared = self._core_shared_keys(layer, key, resid, rows, examples, changed, start, stop, first, window)
-        if shared is not None:
-            return shared
-        # The captured queries of the span and keys and values of the keys read, one per key/value
-        # head (not repeated to its query heads): what attention reads, no more.
-        q = self._span_site(("q", layer), key, examples, start, stop)  # (r, stop - start, H, dh)
-        kv = self._span_site(("kv", layer), key, examples, first, stop)  # (r, stop - first, 2, Hkv, dh)
         index, values = self._keep(resid.index, resid.values, rows[:, None].expand(self.B, self.T))
         position = index % self.T
         read = (position >= first) & (position < stop)  # the recomputed entries attention reads
         if not bool(read.all()):
             index, values, position = index[read], values[read], position[read]
+        queries = position >= start  # q, k and v there; before start, keys and values alone
+        self._count_qkv(int(queries.sum()), index.numel())
+        z = self._attend_shared_keys(layer, key, examples, index, values, position, start, stop, first, window)
+        if z is None:  # every example's keys gathered
+            z = self._attend_gathered(layer, key, examples, index, values, position, queries, start, stop, first)
+        self._count_attention(layer, self.costs.n_heads, examples.numel(), changed, start, stop)
+        return SparseOverride((("z", layer), key), changed, z.flatten(0, 1)[self._local_span(changed, examples, start, stop)])
+
+    def _attend_gathered(self, layer: int, key, examples: torch.Tensor, index: torch.Tensor, values: torch.Tensor,
+                         position: torch.Tensor, queries: torch.Tensor, start: int, stop: int, first: int) -> torch.Tensor:
+        """z (r, stop - start, H, dh) of ``examples`` (r,) at the query positions start..stop-1,
+        from the captured queries of the span and the keys and values they read, one per
+        key/value head (not repeated to its query heads), overwritten at the recomputed entries
+        ``index`` (``values`` their residual stream, ``queries`` those at start.. )."""
+        q = self._span_site(("q", layer), key, examples, start, stop)  # (r, stop - start, H, dh)
+        kv = self._span_site(("kv", layer), key, examples, first, stop)  # (r, stop - first, 2, Hkv, dh)
         if index.numel():
             example = self._local(index, examples) // self.T
-            queries = position >= start  # q, k and v there; before start, keys and values alone
             keys_only = ~queries
-            self._count_qkv(int(queries.sum()), index.numel())
             if bool(queries.any()):
                 new_q, new_kv = (t[0] for t in self.adapter.q_kv(layer, values[queries][None], position[queries]))
                 local = example[queries] * (stop - start) + position[queries] - start
@@ -552,30 +559,22 @@ class Evaluator:
                     0, example[keys_only] * (stop - first) + position[keys_only] - first,
                     self.adapter.kv(layer, values[keys_only][None], position[keys_only])[0])
         z = self.adapter.attend_grouped(layer, start, first, q.transpose(1, 2), kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2))
-        z = z.transpose(1, 2)  # (r, stop - start, H, dh)
-        self._count_attention(layer, self.costs.n_heads, examples.numel(), changed, start, stop)
-        return SparseOverride((("z", layer), key), changed, z.flatten(0, 1)[self._local_span(changed, examples, start, stop)])
+        return z.transpose(1, 2)
 
-    def _core_shared_keys(self, layer: int, key, resid: SparseOverride, rows: torch.Tensor, examples: torch.Tensor,
-                          changed: torch.Tensor, start: int, stop: int, first: int, window) -> SparseOverride | None:
-        """``_core`` where every changed example changed at every query position start..stop-1
-        and nowhere before: its keys and values before ``start`` are those of the captured row it
-        reads, which it shares with the other examples reading that row (the patched variants of
-        one prompt in a sweep).  Each group of examples reading one row attends as one batch
-        entry: its queries over the row's keys read once, plus each example's own keys in the
-        span (a mask keeps an example from reading another's), so the shared keys are neither
-        gathered per example nor attended per example.  None where this does not apply (then
-        ``_core`` gathers every example's keys)."""
+    def _attend_shared_keys(self, layer: int, key, examples: torch.Tensor, index: torch.Tensor, values: torch.Tensor,
+                            position: torch.Tensor, start: int, stop: int, first: int, window) -> torch.Tensor | None:
+        """``_attend_gathered``'s z where every changed example changed at every query position
+        start..stop-1 and at no key it reads before: its keys and values before ``start`` are
+        those of the captured row it reads, which it shares with the other examples reading that
+        row (the patched variants of one prompt in a sweep).  Each group of examples reading one
+        row attends as one batch entry: its queries over the row's keys read once, plus each
+        example's own keys in the span (a mask keeps an example from reading another's), so the
+        shared keys are neither gathered per example nor attended per example.  None where this
+        does not apply."""
         selected, positions = self.rows_for[key]
         span = stop - start
         r = examples.numel()
-        if positions is not None or (window is not None and stop - first > window) or r < 2:
-            return None
-        index, values = self._keep(resid.index, resid.values, rows[:, None].expand(self.B, self.T))
-        read = index % self.T < stop  # changes after the last query are not read here
-        if not bool(read.all()):
-            index, values = index[read], values[read]
-        if index.numel() != r * span:
+        if positions is not None or (window is not None and stop - first > window) or r < 2 or index.numel() != r * span:
             return None
         grid = index.view(r, span)  # sorted: each example's span positions, if every one changed
         if not bool((grid == (examples * self.T + start)[:, None] + torch.arange(span, device=self.device)).all()):
@@ -592,9 +591,7 @@ class Evaluator:
         H, Hkv, dh = self.costs.n_heads, self.costs.n_kv_heads, self.adapter.d_head
         g, n = H // Hkv, groups * (size // part)  # n batch entries of ``part`` examples each
         order = torch.argsort(group_of, stable=True)  # examples grouped by the row they read
-        position = torch.arange(start, stop, device=self.device).repeat(r)
         q, kv = (t[0] for t in self.adapter.q_kv(layer, values[None], position))  # (r * span, H, dh), (r * span, 2, Hkv, dh)
-        self._count_qkv(r * span, r * span)
         q = q.view(r, span, Hkv, g, dh)[order].view(n, part, span, Hkv, g, dh).permute(0, 3, 1, 2, 4, 5).reshape(n, Hkv, part * span * g, dh)
         own = kv.view(r, span, 2, Hkv, dh)[order].view(n, part * span, 2, Hkv, dh)
         prefix = self._site(("kv", layer), read_rows, None)[:, first:start]  # (groups, start - first, 2, Hkv, dh)
@@ -608,9 +605,7 @@ class Evaluator:
         mask = torch.cat((allowed.new_ones(part * span * g, start - first), allowed), 1)
         z = self.adapter.attend_keys(layer, q, keys[:, :, 0].transpose(1, 2), keys[:, :, 1].transpose(1, 2), mask)
         z = z.view(n, Hkv, part, span, g, dh).permute(0, 2, 3, 1, 4, 5).reshape(r, span, H, dh)
-        z = torch.empty_like(z).index_copy_(0, order, z)  # back in the order of ``examples``
-        self._count_attention(layer, H, r, changed, start, stop)
-        return SparseOverride((("z", layer), key), changed, z.flatten(0, 1)[self._local_span(changed, examples, start, stop)])
+        return torch.empty_like(z).index_copy_(0, order, z)  # back in the order of ``examples``
 
     def _span_site(self, site, key, examples: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         """The captured ``site`` read by selector ``key`` for ``examples`` (r,) at positions
