@@ -356,7 +356,7 @@ class Evaluator:
         last, start = self._last_sum, 0
         if last is not None:
             seen, seen_need, seen_union, seen_total = last
-            if (len(seen) <= len(changes) and all(a is b for a, b in zip(seen, changes))
+            if (_begins_with(changes, seen)
                     and (seen_need is None or need is not None and not bool((need & ~seen_need).any()))):
                 start = len(seen)
         if start:
@@ -408,7 +408,7 @@ class Evaluator:
         """The entries that some of ``changes`` lists and ``need`` lists (None: all), sorted.
         Like a sum, a union starts from the last one where its changes begin with the last one's."""
         last = self._last_union
-        if last is not None and len(last[0]) <= len(changes) and all(a is b for a, b in zip(last[0], changes)):
+        if last is not None and _begins_with(changes, last[0]):
             marks, start = last[1].clone(), len(last[0])
         else:
             marks, start = torch.zeros(self.B * self.T, dtype=torch.bool, device=self.device), 0
@@ -743,6 +743,12 @@ def live_entries(order: list, planner) -> dict:
         if not whole:
             kept[node_id] = entries
     return kept
+
+
+def _begins_with(changes: list, seen: list) -> bool:
+    """Whether ``changes`` begin with the very objects ``seen`` (a stream's changes begin with
+    those of the stream below it: its sum and union continue from the last ones)."""
+    return len(seen) <= len(changes) and all(a is b for a, b in zip(seen, changes))
 
 
 def _joined(base, parts: list[tuple]) -> SparseOverride:
