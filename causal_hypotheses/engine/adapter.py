@@ -112,9 +112,10 @@ class ArchitectureAdapter(Protocol):
         """Causal attention of the queries at positions start..start+Tq-1 alone: q (B, h, Tq, dh),
         k and v (B, h, start+Tq, dh) -> z (B, h, Tq, dh), rows start.. of ``attend``'s z."""
 
-    def attend_keys(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def attend_keys(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """Attention of q (B, h, Tq, dh) over k and v (B, h, S, dh) where ``mask`` (Tq, S) allows
-        (True: may attend), with the layer's scale; the caller's mask is the whole of it."""
+        (True: may attend; None: every key), with the layer's scale; the caller's mask is the
+        whole of it."""
 
     def attend_grouped(self, layer: int, start: int, key_start: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Causal attention of the queries at positions start..start+Tq-1 over the keys at positions
@@ -225,9 +226,10 @@ class Adapter:
             return F.scaled_dot_product_attention(q, k, v, scale=self._scales[layer])
         return F.scaled_dot_product_attention(q, k, v, attn_mask=_offset_mask(start, Tq, S, window, q.device), scale=self._scales[layer])
 
-    def attend_keys(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def attend_keys(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """Attention of q (B, h, Tq, dh) over k and v (B, h, S, dh) where ``mask`` (Tq, S) allows
-        (True: may attend), with the layer's scale; the caller's mask is the whole of it."""
+        (True: may attend; None: every key), with the layer's scale; the caller's mask is the
+        whole of it."""
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self._scales[layer])
 
     def attend_grouped(self, layer: int, start: int, key_start: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -247,8 +249,7 @@ class Adapter:
         mask = None
         if Tq > 1 or key_start + S != start + 1 or (window is not None and S > window):  # else one query that reads every key
             mask = _offset_mask(start - key_start, Tq, S, window, q.device).repeat(group, 1)
-        z = F.scaled_dot_product_attention(q.reshape(B, Hkv, group * Tq, dh), k, v, attn_mask=mask, scale=self._scales[layer])
-        return z.view(B, H, Tq, dh)
+        return self.attend_keys(layer, q.reshape(B, Hkv, group * Tq, dh), k, v, mask).view(B, H, Tq, dh)
 
     def pattern(self, layer: int, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """Attention probabilities, q, k (B, H, T, dh) -> (B, H, T, T) query x key, as ``attend``
